@@ -1,0 +1,1 @@
+"""Alembic migrations of editq's schema; ``env.py`` takes the target from ``models``."""

@@ -1,0 +1,192 @@
+"""The tables: jobs, their attempts (one row per provider call), outputs and events.
+
+PostgreSQL is the only source of truth; the broker carries job ids and nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from models.state import JobState
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(12, 4)
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata carries stable constraint names for migrations."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+job_state_enum = Enum(
+    JobState,
+    name="job_state",
+    values_callable=lambda states: [s.value for s in states],
+    validate_strings=True,
+)
+
+
+class Job(Base):
+    """One requested edit: a canonical request plus everything that happened to it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    state: Mapped[JobState] = mapped_column(job_state_enum)
+    model: Mapped[str] = mapped_column(Text)
+    #: The canonical request as the producer sent it (validated).
+    input: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: Ordered provider names this job may run on.
+    providers: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    #: Provider of the current (or last) attempt.
+    provider: Mapped[str | None] = mapped_column(Text)
+    #: Number of the current attempt; every transition after a claim is guarded by it.
+    attempt: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: Attempts that count toward ``max_attempts`` (a rate-limited one does not).
+    failed_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(SmallInteger, server_default="5")
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    external_id: Mapped[str | None] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    #: sha256 of the canonical body sent with ``idempotency_key``.
+    request_hash: Mapped[str | None] = mapped_column(Text)
+    #: A queued job is not dispatched before this moment (backoff, Retry-After).
+    run_after: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    #: Set while submitting or finalizing; past it the reconcile tick repairs the job.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: Who holds the finalize lease; NULL means the next finalize task may take it.
+    lease_token: Mapped[uuid.UUID | None] = mapped_column()
+    #: When a running job is next asked about at its provider.
+    next_poll_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    cost_usd: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        # Dispatch: the queued backlog in claim order.
+        Index(
+            "ix_jobs_dispatch",
+            "priority",
+            "run_after",
+            postgresql_where=text("state = 'queued'"),
+        ),
+        Index("ix_jobs_poll", "next_poll_at", postgresql_where=text("state = 'running'")),
+        Index(
+            "ix_jobs_lease",
+            "lease_expires_at",
+            postgresql_where=text("state IN ('submitting', 'finalizing')"),
+        ),
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_state_provider", "state", "provider"),
+    )
+
+
+class Attempt(Base):
+    """One provider call for a job, written before the call is made.
+
+    Its ``id`` is our own attempt id: it travels to the provider where the protocol allows
+    (in the webhook URL, as Runware's ``taskUUID``, as Runflow's ``client_ref``), so a
+    crash after the provider accepted the call is recovered rather than paid twice.
+    """
+
+    __tablename__ = "attempts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(Text)
+    #: ``pending`` (written, not sent), ``sending`` (the call is in flight), ``running``,
+    #: ``finalizing``, ``succeeded``, ``failed`` or ``abandoned`` (its worker vanished).
+    outcome: Mapped[str] = mapped_column(Text, server_default="pending")
+    request_id: Mapped[str | None] = mapped_column(Text)
+    #: Provider-specific handles to follow (fal's status, response and cancel URLs).
+    provider_data: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
+    #: What the provider returned when it finished: the outputs to copy.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    cost_usd: Mapped[Decimal | None] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    submitted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
+        UniqueConstraint("provider", "request_id", name="uq_attempts_provider_request"),
+    )
+
+
+class JobOutput(Base):
+    """One output image, copied into our bucket."""
+
+    __tablename__ = "job_outputs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(Text)
+
+
+class JobEvent(Base):
+    """Append-only history: one row for every transition, written in its transaction."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    transition: Mapped[str] = mapped_column(Text)
+    state: Mapped[JobState] = mapped_column(job_state_enum)
+    attempt: Mapped[int] = mapped_column(Integer)
+    #: Who asked for it (``api``, ``cli``, ``worker``, ``scheduler``) and why.
+    actor: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)

@@ -1,0 +1,107 @@
+"""Integration fixtures: the real app code over real PostgreSQL, Valkey, S3 and a fal emulator.
+
+The Celery worker and the scheduler run in threads of the test process, with the same
+code ``editq worker`` and ``editq scheduler`` run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import text
+
+from emulators.fal import FalEmulatorConfig, create_app
+from emulators.faults import WebhookPolicy
+from emulators.server import RunningServer, run_in_thread
+from worker import scheduler
+from worker.celery_app import app as celery_app
+from worker.wiring import Container, process_container
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "integration-test-key"
+
+
+@pytest.fixture(scope="session")
+def fal_emulator() -> Iterator[RunningServer]:
+    """A fal emulator with short latency and a fast webhook retry schedule."""
+    config = FalEmulatorConfig(
+        latency=0.15,
+        jitter=0.05,
+        concurrency=50,
+        webhook=WebhookPolicy(retry_delays=(0.2, 0.5, 1.0), timeout=5),
+        seed=7,
+    )
+    with run_in_thread(create_app(config)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def container(
+    test_env: dict[str, str], fal_emulator: RunningServer
+) -> Iterator[Container]:
+    """This process's container, built from the test environment (as a worker builds it)."""
+    env = {
+        **test_env,
+        "EDITQ_ENV": "development",
+        "EDITQ_API_KEYS": API_KEY,
+        "EDITQ_FAL_URL": fal_emulator.url,
+        "EDITQ_FAL_JWKS_URL": f"{fal_emulator.url}/.well-known/jwks.json",
+        "FAL_KEY": "integration-fal-key",
+        "EDITQ_POLL_SECONDS": "0.2",
+        "EDITQ_POLL_MAX_SECONDS": "1",
+        "EDITQ_BACKOFF_BASE_SECONDS": "0.2",
+        "EDITQ_BACKOFF_MAX_SECONDS": "1",
+        "EDITQ_LEASE_SECONDS": "5",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        patch.delenv("EDITQ_PUBLIC_URL", raising=False)
+        process_container.cache_clear()
+        built = process_container()
+        yield built
+        built.close()
+        process_container.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request: pytest.FixtureRequest) -> None:
+    """Every integration test starts with no jobs."""
+    if "container" not in request.fixturenames:
+        return
+    built: Container = request.getfixturevalue("container")
+    with built.engine.begin() as conn:
+        conn.execute(text("TRUNCATE jobs, attempts, job_outputs, job_events"))
+
+
+@pytest.fixture
+def celery_worker(container: Container) -> Iterator[None]:
+    """A real Celery worker consuming this run's queue, in a thread."""
+    celery_app.conf.task_default_queue = container.settings.queue
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        queues=[container.settings.queue],
+        loglevel="WARNING",
+        shutdown_timeout=10,
+    ):
+        yield
+
+
+@pytest.fixture
+def scheduler_loop(container: Container) -> Iterator[None]:
+    """The scheduler's tick loop, in a thread."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=scheduler.run, args=(container.pipeline("scheduler"), 0.2, stop), daemon=True
+    )
+    thread.start()
+    yield
+    stop.set()
+    thread.join(10)

@@ -1,0 +1,1 @@
+"""editq: an asynchronous job system for AI image edits."""

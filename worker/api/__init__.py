@@ -1,0 +1,1 @@
+"""The HTTP API: producer endpoints, provider webhooks, health and metrics."""

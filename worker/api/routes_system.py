@@ -1,0 +1,85 @@
+"""Provider webhooks, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from worker.api.deps import container
+from worker.api.errors import error_body
+from worker.metrics import WEBHOOKS, observe_jobs
+from worker.providers.base import WebhookRejected
+from worker.wiring import Container
+
+log = logging.getLogger("editq.api")
+router = APIRouter()
+ContainerDep = Annotated[Container, Depends(container)]
+
+#: Largest webhook body accepted; a provider's result JSON is a few KB.
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+@router.post("/v1/webhooks/{provider}", tags=["webhooks"])
+async def provider_webhook(provider: str, request: Request, deps: ContainerDep) -> JSONResponse:
+    """A provider callback: verified on the raw body, de-duplicated, applied like a poll."""
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return JSONResponse(error_body("body_too_large", "webhook body too large"), 413)
+    try:
+        result = await run_in_threadpool(
+            deps.pipeline("webhook").webhook,
+            provider,
+            dict(request.headers),
+            body,
+            dict(request.query_params),
+        )
+    except WebhookRejected as exc:
+        WEBHOOKS.labels(provider, "rejected").inc()
+        log.warning("webhook from %s rejected: %s", provider, exc.message)
+        return JSONResponse(error_body(exc.code, exc.message), 401)
+    WEBHOOKS.labels(provider, result).inc()
+    return JSONResponse({"status": "ok", "result": result})
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+def readyz(deps: ContainerDep) -> JSONResponse:
+    """The database, broker and storage all answer."""
+    checks: dict[str, Any] = {}
+    try:
+        with deps.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - readiness reports any failure, it never raises
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        with deps.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - as above
+        checks["broker"] = f"error: {exc.__class__.__name__}"
+    try:
+        deps.storage.check()
+        checks["storage"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - as above
+        checks["storage"] = f"error: {exc.__class__.__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503)
+
+
+@router.get("/metrics", tags=["health"])
+def metrics(deps: ContainerDep) -> Response:
+    """Prometheus metrics: jobs by state, webhooks by result, process figures."""
+    observe_jobs(deps.jobs("metrics").counts())
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

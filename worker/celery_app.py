@@ -1,0 +1,72 @@
+"""The Celery application: configured for at-least-once delivery of id-only messages.
+
+Creating the app reads nothing; :func:`configure` applies the settings when a process
+starts (``editq worker``, the API, the scheduler).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import Celery
+
+from worker.config import Settings
+
+app = Celery("editq", include=["worker.tasks"])
+
+
+def configure(celery: Celery, settings: Settings) -> None:
+    """Point ``celery`` at the broker and apply the delivery guarantees editq relies on."""
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        task_default_queue=settings.queue,
+        # At least once: acknowledge after the task ran, and hand a task back to the queue
+        # when the process running it dies (OOM, SIGKILL) instead of acknowledging it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: a slow provider call never hides others.
+        worker_prefetch_multiplier=1,
+        # JSON only: no pickle, so a message can never run code.
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        # Tasks are short and never use countdowns, so redelivery after this is only for a
+        # message whose worker vanished; long waits live in PostgreSQL rows.
+        broker_transport_options={"visibility_timeout": 600},
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+    )
+
+
+class CeleryQueue:
+    """The :class:`worker.usecase.TaskQueue` that publishes Celery messages."""
+
+    def __init__(self, celery: Celery, queue: str) -> None:
+        self._celery = celery
+        self._queue = queue
+
+    def _send(self, name: str, *args: object) -> None:
+        self._celery.send_task(name, args=list(args), queue=self._queue)
+
+    def dispatch(self) -> None:
+        """Ask for a dispatch round."""
+        self._send("editq.dispatch")
+
+    def submit(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Send an attempt to its provider."""
+        self._send("editq.submit", str(job_id), attempt)
+
+    def poll(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Ask the provider about an attempt."""
+        self._send("editq.poll", str(job_id), attempt)
+
+    def finalize(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Copy an attempt's outputs."""
+        self._send("editq.finalize", str(job_id), attempt)
+
+    def cancel_at_provider(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Ask the provider to stop an attempt."""
+        self._send("editq.cancel_at_provider", str(job_id), attempt)

@@ -1,0 +1,209 @@
+"""``editq``: one command for services, processes, producers and ops."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from worker import cli_jobs
+from worker.config import load_settings
+from worker.errors import EditqError
+
+app = typer.Typer(
+    help="editq: asynchronous AI image edits on FLUX.1 Kontext providers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+services_app = typer.Typer(help="Embedded PostgreSQL, Valkey and S3 for development.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+app.add_typer(db_app, name="db")
+app.add_typer(cli_jobs.jobs_app, name="jobs")
+app.command("submit")(cli_jobs.submit)
+
+err = Console(stderr=True)
+HomeOption = Annotated[
+    Path, typer.Option("--home", envvar="EDITQ_HOME", help="Where embedded services keep their data.")
+]
+DEFAULT_HOME = Path(".editq")
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@services_app.command("up")
+def services_up(home: HomeOption = DEFAULT_HOME) -> None:
+    """Start embedded PostgreSQL, Valkey and S3 (idempotent) and print their environment."""
+    from worker import services
+
+    typer.echo(services.up(home).shell())
+
+
+@services_app.command("down")
+def services_down(home: HomeOption = DEFAULT_HOME) -> None:
+    """Stop the embedded services."""
+    from worker import services
+
+    stopped = services.down(home)
+    err.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@services_app.command("env")
+def services_env(home: HomeOption = DEFAULT_HOME) -> None:
+    """Print KEY=VALUE lines for `eval "$(editq services env)"`."""
+    from worker import services
+
+    typer.echo(services.env(home).shell())
+
+
+@services_app.command("status")
+def services_status(home: HomeOption = DEFAULT_HOME) -> None:
+    """Say which embedded services are running."""
+    from worker import services
+
+    for name, running in services.status(home).items():
+        typer.echo(f"{name}: {'running' if running else 'stopped'}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database to the latest schema (or to --revision)."""
+    from worker.migrate import upgrade
+
+    upgrade(load_settings().database_url, revision)
+    err.print(f"database at {revision}")
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (producer endpoints, webhooks, health, metrics)."""
+    import uvicorn
+
+    from worker.api.app import create_app
+    from worker.wiring import build
+
+    _logging()
+    uvicorn.run(create_app(build(load_settings())), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker for editq's tasks."""
+    from worker.celery_app import app as celery, configure
+
+    settings = load_settings()
+    configure(celery, settings)
+    celery.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--concurrency={concurrency}",
+            f"--queues={settings.queue}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the periodic tick: dispatch, poll due jobs, repair expired leases."""
+    from worker import scheduler as loop
+    from worker.wiring import build
+
+    _logging()
+    settings = load_settings()
+    container = build(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    loop.run(container.pipeline("scheduler"), settings.tick_seconds, stop)
+    container.close()
+
+
+@app.command()
+def emulate(
+    provider: Annotated[str, typer.Argument(help="Which provider to emulate: fal.")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8100,
+    latency: Annotated[float, typer.Option(help="Mean seconds a request runs.")] = 1.0,
+    jitter: Annotated[float, typer.Option(help="Latency varies by up to this many seconds.")] = 0.3,
+    concurrency: Annotated[int, typer.Option(help="Requests run at once; the rest wait IN_QUEUE.")] = 100,
+    rate_5xx: Annotated[float, typer.Option(help="Share of submits answered 503.")] = 0.0,
+    rate_429: Annotated[float, typer.Option(help="Share of submits answered 429.")] = 0.0,
+    rate_422: Annotated[float, typer.Option(help="Share of submits answered 422.")] = 0.0,
+    rate_moderated: Annotated[float, typer.Option(help="Share of results moderated.")] = 0.0,
+    result_ttl: Annotated[float, typer.Option(help="Seconds output URLs stay valid.")] = 3600.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for the fault and latency draws.")] = None,
+) -> None:
+    """Run a local server that speaks a provider's wire protocol and really edits images."""
+    if provider != "fal":
+        err.print(f"[red]unknown provider {provider!r}; choose fal[/red]")
+        raise typer.Exit(2)
+    from emulators import fal
+
+    _logging()
+    fal.serve(
+        host=host,
+        port=port,
+        config=fal.FalEmulatorConfig(
+            latency=latency,
+            jitter=jitter,
+            concurrency=concurrency,
+            rate_5xx=rate_5xx,
+            rate_429=rate_429,
+            rate_422=rate_422,
+            rate_moderated=rate_moderated,
+            result_ttl=result_ttl,
+            seed=seed,
+        ),
+    )
+
+
+@app.command()
+def dev(
+    home: HomeOption = DEFAULT_HOME,
+    api_port: Annotated[int, typer.Option()] = 8000,
+    fal_port: Annotated[int, typer.Option()] = 8100,
+) -> None:
+    """Run everything at once on the embedded services: emulator, api, worker, scheduler."""
+    from worker.devstack import run_dev
+
+    run_dev(home, api_port=api_port, fal_port=fal_port, console=err)
+
+
+@app.command()
+def demo(
+    home: HomeOption = DEFAULT_HOME,
+    count: Annotated[int, typer.Option(help="How many sample product photos.")] = 12,
+    out: Annotated[Path, typer.Option(help="Where the edited images are saved.")] = Path("demo-output"),
+) -> None:
+    """Edit a sample catalog end to end on the embedded services, then stop what it started."""
+    from worker.demo import run_demo
+
+    ok = run_demo(home, count=count, out=out, console=Console())
+    raise typer.Exit(0 if ok else 1)
+
+
+def main() -> None:
+    """Entry point of the ``editq`` script: errors become a message and an exit code."""
+    try:
+        app()
+    except EditqError as exc:
+        err.print(f"[red]error[/red] {exc.code}: {exc.message}")
+        sys.exit(exc.exit_code)

@@ -1,0 +1,102 @@
+"""Settings, read once from the environment (and a ``.env`` file), prefix ``EDITQ_``.
+
+Nothing reads the environment at import time: :func:`load_settings` is called by the
+composition root (``wiring.py``) and the CLI, and the result is passed along.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import field_validator
+
+KNOWN_PROVIDERS = ("fal",)
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything editq's processes read from their environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EDITQ_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    #: ``development`` allows loopback/private URLs and verbose errors; anything else is strict.
+    env: Literal["development", "production"] = "production"
+    database_url: str = "postgresql+psycopg://editq:editq@127.0.0.1:5432/editq"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    #: Celery queue the tasks travel on; tests use their own.
+    queue: str = "editq"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "editq"
+    s3_region: str = "us-east-1"
+    #: Where providers reach our webhooks. Without it, running jobs are polled.
+    public_url: str | None = None
+    #: Producer API keys (comma-separated); compared in constant time.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: Default provider order for a job that names none.
+    providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["fal"])
+    allow_private_urls: bool = False
+
+    fal_url: str = "https://queue.fal.run"
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    fal_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("FAL_KEY", "EDITQ_FAL_KEY")
+    )
+    fal_max_in_flight: int = Field(default=40, ge=1)
+
+    #: How long a submitting or finalizing job may hold its lease before it is repaired.
+    lease_seconds: float = Field(default=120.0, gt=0)
+    #: First poll delay for a running job with no webhook; doubles up to ``poll_max_seconds``.
+    poll_seconds: float = Field(default=1.0, gt=0)
+    poll_max_seconds: float = Field(default=15.0, gt=0)
+    #: With webhooks, a running job is still polled after this long as a safety net.
+    webhook_grace_seconds: float = Field(default=120.0, gt=0)
+    #: Interval of the scheduler's tick (dispatch, poll, reconcile).
+    tick_seconds: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    #: Backoff base and cap for retryable failures (full jitter).
+    backoff_base_seconds: float = Field(default=2.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    #: Lifetime of presigned GET URLs in API answers.
+    presign_get_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    #: Largest output image the worker will download.
+    max_output_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    http_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("api_keys", "providers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(KNOWN_PROVIDERS))
+        if unknown:
+            raise ValueError(f"unknown provider(s) {unknown}; known: {list(KNOWN_PROVIDERS)}")
+        if not value:
+            raise ValueError("at least one provider is needed")
+        return value
+
+    @property
+    def development(self) -> bool:
+        """Whether development conveniences (private URLs) are on."""
+        return self.env == "development"
+
+    @property
+    def private_urls_allowed(self) -> bool:
+        """Whether the worker may fetch from loopback and private addresses."""
+        return self.allow_private_urls or self.development
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment and ``.env``."""
+    return Settings()

@@ -1,0 +1,151 @@
+"""Producer and ops use cases: create, read, list, cancel and retry jobs.
+
+Entry points (routes, CLI commands) parse their input, call one of these, and format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.state import JobState
+from worker.canonical import EditInput
+from worker.errors import IdempotencyConflict, InvalidTransition, JobNotFound
+from worker.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob
+from worker.usecase import Database, TaskQueue, publish
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """A validated request for one edit job."""
+
+    model: str
+    input: EditInput
+    providers: tuple[str, ...] = ()
+    external_id: str | None = None
+    callback_url: str | None = None
+    priority: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """sha256 of the request in canonical JSON; equal requests give equal fingerprints."""
+        body = {
+            "model": self.model,
+            "input": self.input.model_dump(mode="json", exclude_none=True),
+            "providers": list(self.providers),
+            "external_id": self.external_id,
+            "callback_url": self.callback_url,
+            "priority": self.priority,
+            "metadata": self.metadata,
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Jobs:
+    """The use cases producers and ops call."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: TaskQueue,
+        default_providers: Sequence[str],
+        max_attempts: int,
+    ) -> None:
+        self._db = db
+        self._queue = queue
+        self._default_providers = tuple(default_providers)
+        self._max_attempts = max_attempts
+
+    def create(
+        self, request: JobRequest, idempotency_key: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Queue a job; returns it and whether it was created now.
+
+        With an ``idempotency_key`` the same key and body give back the first job, and the
+        same key with another body raises :class:`IdempotencyConflict`.
+        """
+        fingerprint = request.fingerprint()
+        new = NewJob(
+            id=uuid.uuid4(),
+            model=request.model,
+            input=request.input.model_dump(mode="json", exclude_none=True),
+            providers=request.providers or self._default_providers,
+            max_attempts=self._max_attempts,
+            priority=request.priority,
+            external_id=request.external_id,
+            callback_url=request.callback_url,
+            metadata=request.metadata,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+        )
+        with self._db.transaction() as repo:
+            created = repo.insert_job(new)
+            job = repo.job(new.id) if created else repo.job_by_idempotency_key(idempotency_key or "")
+        if job is None:  # pragma: no cover - the insert or the conflict guarantees a row
+            raise JobNotFound
+        if not created and job.request_hash != fingerprint:
+            raise IdempotencyConflict(key=idempotency_key)
+        if created:
+            publish(self._queue.dispatch)
+        return job, created
+
+    def get(self, job_id: uuid.UUID) -> JobDetail:
+        """A job with its attempts, outputs and history."""
+        with self._db.transaction() as repo:
+            detail = repo.detail(job_id)
+        if detail is None:
+            raise JobNotFound(job_id=str(job_id))
+        return detail
+
+    def list(
+        self, where: JobFilter, limit: int = 50, after: Cursor | None = None
+    ) -> tuple[list[JobRecord], Cursor | None]:
+        """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
+        with self._db.transaction() as repo:
+            jobs = repo.list_jobs(where, limit + 1, after)
+        if len(jobs) <= limit:
+            return jobs, None
+        last = jobs[limit - 1]
+        return jobs[:limit], Cursor(last.created_at, last.id)
+
+    def counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state."""
+        with self._db.transaction() as repo:
+            return repo.count_by_state()
+
+    def cancel(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
+        """Cancel a job that has not finished; the provider is asked to stop, best effort."""
+        with self._db.transaction() as repo:
+            before = repo.cancel(job_id, reason)
+            after = repo.job(job_id)
+        if after is None:
+            raise JobNotFound(job_id=str(job_id))
+        if before is None:
+            raise InvalidTransition(
+                f"job {job_id} is {after.state}; only queued, submitting, running or "
+                "finalizing jobs can be canceled",
+                state=after.state.value,
+            )
+        if before.state in {JobState.SUBMITTING, JobState.RUNNING}:
+            publish(self._queue.cancel_at_provider, job_id, before.attempt)
+        return after
+
+    def retry(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
+        """Send a failed or canceled job round again, with a fresh attempt budget."""
+        with self._db.transaction() as repo:
+            moved = repo.retry(job_id, reason)
+            job = repo.job(job_id)
+        if job is None:
+            raise JobNotFound(job_id=str(job_id))
+        if not moved:
+            raise InvalidTransition(
+                f"job {job_id} is {job.state}; only failed or canceled jobs can be retried",
+                state=job.state.value,
+            )
+        publish(self._queue.dispatch)
+        return job

@@ -1,0 +1,333 @@
+"""The machine: dispatch, submit, poll, webhooks, finalize, and the scheduler's tick.
+
+Every step is short (one provider call or one transaction) so no worker slot is held while
+a provider computes. Each re-reads the job and applies a guarded transition, so a
+duplicated, late or lost message can neither lose nor double a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from models.state import JobState
+from worker import images
+from worker.canonical import EditInput
+from worker.errors import UnknownProvider
+from worker.fetch import Fetcher, FetchError
+from worker.pricing import list_price
+from worker.providers.base import (
+    AttemptRef,
+    Completed,
+    ErrorKind,
+    Failed,
+    Fault,
+    Outcome,
+    Provider,
+    ProviderCallError,
+)
+from worker.records import AttemptRecord, JobRecord, OutputRecord
+from worker.retry import RetryPolicy, Verdict, decide, poll_interval
+from worker.storage.base import Storage, StorageError
+from worker.usecase import Database, TaskQueue, publish
+
+log = logging.getLogger("editq.pipeline")
+
+#: Most jobs one dispatch round claims, so one transaction stays short.
+_CLAIM_BATCH = 1000
+#: Most rows one tick looks at for each kind of repair.
+_TICK_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The timing and capacity settings the pipeline works under."""
+
+    lease_seconds: float
+    poll_seconds: float
+    poll_max_seconds: float
+    webhook_grace_seconds: float
+    capacity: Mapping[str, int]
+    public_url: str | None
+    retry: RetryPolicy
+    #: How long finalize waits before trying again after a storage or network hiccup.
+    finalize_retry_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one scheduler tick did."""
+
+    dispatched: int
+    polls: int
+    repaired: int
+
+
+class Pipeline:
+    """The steps a job goes through after it was queued."""
+
+    def __init__(
+        self,
+        db: Database,
+        providers: Mapping[str, Provider],
+        storage: Storage,
+        fetcher: Fetcher,
+        queue: TaskQueue,
+        policy: Policy,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = db
+        self._providers = providers
+        self._storage = storage
+        self._fetcher = fetcher
+        self._queue = queue
+        self._policy = policy
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def dispatch(self) -> int:
+        """Claim queued jobs up to each provider's free capacity and send them on."""
+        with self._db.transaction() as repo:
+            repo.lock_dispatch()
+            in_flight = repo.in_flight()
+            claimed = []
+            for name in self._providers:
+                free = self._policy.capacity.get(name, 0) - in_flight.get(name, 0)
+                if free > 0:
+                    claimed += repo.claim(name, min(free, _CLAIM_BATCH), self._policy.lease_seconds)
+        for c in claimed:
+            publish(self._queue.submit, c.job_id, c.attempt)
+        return len(claimed)
+
+    # -- submit ---------------------------------------------------------------------------
+
+    def submit(self, job_id: uuid.UUID, number: int) -> str:
+        """Make the one provider call of attempt ``number``; returns what happened."""
+        with self._db.transaction() as repo:
+            job = repo.job(job_id)
+            attempt = repo.current_attempt(job_id, number)
+            if job is None or attempt is None or job.state is not JobState.SUBMITTING:
+                return "stale"
+            if job.attempt != number or not repo.start_sending(attempt.id):
+                return "duplicate"
+        provider = self._providers[attempt.provider]
+        public_url = self._policy.public_url
+        webhook = provider.webhook_url(public_url, attempt.id) if public_url else None
+        try:
+            sent = provider.submit(job.model, EditInput.model_validate(job.input), attempt.id, webhook)
+        except ProviderCallError as exc:
+            return self._after_failure(job, attempt, exc.fault)
+        first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
+        with self._db.transaction() as repo:
+            moved = repo.mark_running(attempt, sent.request_id, dict(sent.data), first_poll)
+        return "running" if moved else "overtaken"
+
+    # -- results: poll and webhook --------------------------------------------------------
+
+    def poll(self, job_id: uuid.UUID, number: int) -> str:
+        """Ask the provider about a running attempt and act on the answer."""
+        with self._db.transaction() as repo:
+            job = repo.job(job_id)
+            attempt = repo.current_attempt(job_id, number)
+        if job is None or attempt is None or job.state is not JobState.RUNNING:
+            return "stale"
+        if job.attempt != number:
+            return "stale"
+        provider = self._providers[attempt.provider]
+        try:
+            outcome = provider.status(_ref(attempt))
+        except ProviderCallError as exc:
+            if exc.fault.kind is ErrorKind.TERMINAL:
+                return self._after_failure(job, attempt, exc.fault)
+            # The next tick asks again; a flaky status endpoint is not the job's failure.
+            return "poll_failed"
+        since = attempt.submitted_at or attempt.created_at
+        age = (datetime.now(UTC) - since).total_seconds()
+        return self._record(job, attempt, outcome, None, poll_age=age)
+
+    def webhook(
+        self,
+        provider_name: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str],
+    ) -> str:
+        """Verify a provider callback and apply it as a poll would. Raises WebhookRejected."""
+        provider = self._providers.get(provider_name)
+        if provider is None:
+            raise UnknownProvider(provider=provider_name)
+        event = provider.parse_webhook(headers, body, query)
+        with self._db.transaction() as repo:
+            attempt = repo.attempt(event.attempt_id) if event.attempt_id else None
+            job = repo.job(attempt.job_id) if attempt else None
+        if attempt is None or job is None or attempt.provider != provider_name:
+            return "unknown_attempt"
+        if attempt.request_id is not None and attempt.request_id != event.request_id:
+            return "request_mismatch"
+        return self._record(job, attempt, event.outcome, event.request_id)
+
+    def _record(
+        self,
+        job: JobRecord,
+        attempt: AttemptRecord,
+        outcome: Outcome,
+        request_id: str | None,
+        poll_age: float = 0.0,
+    ) -> str:
+        if isinstance(outcome, Failed):
+            return self._after_failure(job, attempt, outcome.fault)
+        if isinstance(outcome, Completed):
+            result = _result_json(outcome)
+            with self._db.transaction() as repo:
+                moved = repo.begin_finalize(attempt, request_id, result, self._policy.lease_seconds)
+            if not moved:
+                return "duplicate"
+            publish(self._queue.finalize, job.id, attempt.number)
+            return "finalizing"
+        wait = poll_interval(poll_age, self._policy.poll_seconds, self._policy.poll_max_seconds)
+        with self._db.transaction() as repo:
+            repo.schedule_poll(job.id, attempt.number, wait)
+        return "pending"
+
+    def _after_failure(self, job: JobRecord, attempt: AttemptRecord, fault: Fault) -> str:
+        decision = decide(
+            fault, job.failed_attempts, job.max_attempts, self._policy.retry, self._rng
+        )
+        with self._db.transaction() as repo:
+            if decision.verdict is Verdict.FAIL:
+                moved = repo.fail(attempt, fault)
+            else:
+                moved = repo.requeue(
+                    attempt,
+                    fault,
+                    decision.delay_seconds,
+                    counts=decision.counts,
+                    next_provider=job.provider or attempt.provider,
+                )
+        if not moved:
+            return "stale"
+        return decision.verdict.value
+
+    # -- finalize -------------------------------------------------------------------------
+
+    def finalize(self, job_id: uuid.UUID, number: int) -> str:
+        """Copy every output of a finished attempt into storage, then succeed the job once."""
+        token = uuid.uuid4()
+        with self._db.transaction() as repo:
+            if not repo.take_finalize_lease(job_id, number, token, self._policy.lease_seconds):
+                return "stale"
+            job = repo.job(job_id)
+            attempt = repo.current_attempt(job_id, number)
+        assert job is not None and attempt is not None and attempt.result is not None
+        try:
+            stored = [
+                self._copy_output(job_id, index, spec)
+                for index, spec in enumerate(attempt.result["outputs"])
+            ]
+        except (FetchError, images.NotAnImage) as exc:
+            if isinstance(exc, FetchError) and not exc.permanent:
+                return self._defer_finalize(job_id, token, exc)
+            fault = Fault(ErrorKind.RETRYABLE, "output_unavailable", str(exc))
+            return self._after_failure(job, attempt, fault)
+        except StorageError as exc:
+            return self._defer_finalize(job_id, token, exc)
+        reported = attempt.result.get("cost_usd")
+        cost = Decimal(reported) if reported is not None else list_price(job.model, len(stored))
+        with self._db.transaction() as repo:
+            done = repo.succeed(attempt, token, stored, cost)
+        return "succeeded" if done else "stale"
+
+    def _copy_output(self, job_id: uuid.UUID, index: int, spec: Mapping[str, Any]) -> OutputRecord:
+        data = self._fetcher.fetch(str(spec["url"]))
+        info = images.inspect(data)
+        key = f"outputs/{job_id}/{index}.{info.extension}"
+        self._storage.put(key, data, info.content_type)
+        digest = hashlib.sha256(data).hexdigest()
+        return OutputRecord(index, key, info.content_type, info.width, info.height, len(data), digest)
+
+    def _defer_finalize(self, job_id: uuid.UUID, token: uuid.UUID, exc: Exception) -> str:
+        log.warning("finalize of %s deferred: %s", job_id, exc)
+        with self._db.transaction() as repo:
+            repo.release_finalize_lease(job_id, token, self._policy.finalize_retry_seconds)
+        return "deferred"
+
+    # -- cancel ---------------------------------------------------------------------------
+
+    def cancel_at_provider(self, job_id: uuid.UUID, number: int) -> str:
+        """Ask the provider to stop an attempt of a canceled job (best effort)."""
+        with self._db.transaction() as repo:
+            attempt = repo.current_attempt(job_id, number)
+        if attempt is None or attempt.request_id is None:
+            return "nothing_to_cancel"
+        try:
+            self._providers[attempt.provider].cancel(_ref(attempt))
+        except ProviderCallError as exc:
+            log.info("provider cancel of %s failed: %s", job_id, exc)
+            return "cancel_failed"
+        return "cancel_requested"
+
+    # -- the scheduler's tick -------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """Dispatch, send due polls, and repair expired leases."""
+        dispatched = self.dispatch()
+        with self._db.transaction() as repo:
+            # Pushed back by the longest interval; the poll itself sets the real next time.
+            due = repo.due_polls(_TICK_BATCH, self._policy.poll_max_seconds)
+        for job_id, number in due:
+            publish(self._queue.poll, job_id, number)
+        return TickReport(dispatched, len(due), self.reconcile())
+
+    def reconcile(self) -> int:
+        """Repair jobs whose lease expired: their worker died or their message was lost."""
+        with self._db.transaction() as repo:
+            expired = repo.expired_leases(_TICK_BATCH)
+        for job_id, number, state in expired:
+            if state is JobState.FINALIZING:
+                publish(self._queue.finalize, job_id, number)
+            else:
+                self._repair_submitting(job_id, number)
+        return len(expired)
+
+    def _repair_submitting(self, job_id: uuid.UUID, number: int) -> None:
+        resend = False
+        with self._db.transaction() as repo:
+            attempt = repo.current_attempt(job_id, number)
+            if attempt is None:
+                return
+            if attempt.outcome == "pending":
+                # The submit message was lost before any provider call: send it again.
+                resend = repo.extend_lease(job_id, number, self._policy.lease_seconds)
+            else:
+                repo.abandon(attempt, _WORKER_LOST)
+        if resend:
+            publish(self._queue.submit, job_id, number)
+
+
+_WORKER_LOST = Fault(
+    ErrorKind.RETRYABLE,
+    "worker_lost",
+    "the worker sending this attempt stopped before recording the provider's answer",
+)
+
+
+def _ref(attempt: AttemptRecord) -> AttemptRef:
+    return AttemptRef(attempt.id, attempt.request_id, attempt.provider_data)
+
+
+def _result_json(outcome: Completed) -> dict[str, Any]:
+    return {
+        "outputs": [
+            {"url": o.url, "content_type": o.content_type, "width": o.width, "height": o.height}
+            for o in outcome.outputs
+        ],
+        "cost_usd": None if outcome.cost_usd is None else str(outcome.cost_usd),
+    }

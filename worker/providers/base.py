@@ -1,0 +1,150 @@
+"""The interface every provider adapter implements, and the values that cross it.
+
+Adapters turn provider JSON into these frozen values once, at the edge; the core never
+sees a raw provider body. Errors are classified here, once, into :class:`ErrorKind`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from worker.canonical import EditInput
+
+
+class ErrorKind(StrEnum):
+    """How the core reacts to a failure."""
+
+    #: Network, timeout, 5xx: back to queued with backoff, on the next healthy provider.
+    RETRYABLE = "retryable"
+    #: 429: back to queued after Retry-After, without using up an attempt.
+    RATE_LIMITED = "rate_limited"
+    #: Validation, moderation, unreadable source: failed at once, no further spend.
+    TERMINAL = "terminal"
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A classified failure with a stable ``code`` and the provider's own words."""
+
+    kind: ErrorKind
+    code: str
+    message: str
+    retry_after: float | None = None
+
+
+class ProviderCallError(Exception):
+    """A call to the provider failed; ``fault`` says how and what to do about it."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(f"{fault.code}: {fault.message}")
+        self.fault = fault
+
+
+class WebhookRejected(Exception):
+    """The webhook could not be authenticated or parsed; it was ignored."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """The provider accepted an attempt: its request id and the handles to follow."""
+
+    request_id: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRef:
+    """What an adapter needs to ask about an attempt it submitted earlier."""
+
+    attempt_id: uuid.UUID
+    request_id: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOutput:
+    """One output as the provider reports it: where to fetch it, and what it says it is."""
+
+    url: str
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The provider is still working (queued or running)."""
+
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The provider finished and produced outputs."""
+
+    outputs: tuple[RemoteOutput, ...]
+    cost_usd: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The provider finished the attempt without outputs."""
+
+    fault: Fault
+
+
+Outcome = Pending | Completed | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified provider callback about one attempt."""
+
+    attempt_id: uuid.UUID | None
+    request_id: str
+    outcome: Completed | Failed
+
+
+class Provider(Protocol):
+    """One hosted provider of FLUX.1 Kontext."""
+
+    #: Short name used in configuration, routing and job records (``fal``).
+    name: str
+
+    def submit(
+        self,
+        model: str,
+        edit: EditInput,
+        attempt_id: uuid.UUID,
+        webhook_url: str | None,
+    ) -> Submission:
+        """Send one attempt; returns at once. Raises :class:`ProviderCallError`."""
+        ...
+
+    def status(self, ref: AttemptRef) -> Outcome:
+        """Ask where an attempt is; fetch its result when done. Raises ProviderCallError."""
+        ...
+
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
+    ) -> WebhookEvent:
+        """Verify and parse a callback. Raises :class:`WebhookRejected`."""
+        ...
+
+    def webhook_url(self, public_url: str, attempt_id: uuid.UUID) -> str:
+        """The callback URL to hand the provider for one attempt."""
+        ...
+
+    def cancel(self, ref: AttemptRef) -> None:
+        """Ask the provider to stop an attempt, best effort."""
+        ...

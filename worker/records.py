@@ -1,0 +1,141 @@
+"""Frozen values read from or written to the database; what the core passes around."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from models.state import JobState
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job about to be inserted."""
+
+    id: uuid.UUID
+    model: str
+    input: dict[str, Any]
+    providers: tuple[str, ...]
+    max_attempts: int
+    priority: int = 0
+    external_id: str | None = None
+    callback_url: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One output copied into our bucket."""
+
+    index: int
+    key: str
+    content_type: str
+    width: int | None
+    height: int | None
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One provider call."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID
+    number: int
+    provider: str
+    outcome: str
+    request_id: str | None
+    provider_data: dict[str, Any]
+    result: dict[str, Any] | None
+    error_code: str | None
+    error_message: str | None
+    cost_usd: Decimal | None
+    created_at: datetime
+    submitted_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored."""
+
+    id: uuid.UUID
+    state: JobState
+    model: str
+    input: dict[str, Any]
+    providers: tuple[str, ...]
+    provider: str | None
+    attempt: int
+    failed_attempts: int
+    max_attempts: int
+    priority: int
+    external_id: str | None
+    callback_url: str | None
+    metadata: dict[str, Any]
+    idempotency_key: str | None
+    request_hash: str | None
+    run_after: datetime
+    error_code: str | None
+    error_message: str | None
+    cost_usd: Decimal
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One line of a job's history."""
+
+    at: datetime
+    transition: str
+    state: JobState
+    attempt: int
+    actor: str | None
+    reason: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """A job with its attempts, outputs and history, as shown to producers and ops."""
+
+    job: JobRecord
+    attempts: tuple[AttemptRecord, ...]
+    outputs: tuple[OutputRecord, ...]
+    events: tuple[EventRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job claimed by dispatch for one attempt."""
+
+    job_id: uuid.UUID
+    attempt: int
+    attempt_id: uuid.UUID
+    provider: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs to list."""
+
+    states: tuple[JobState, ...] = ()
+    provider: str | None = None
+    error_code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of jobs (newest first) left off."""
+
+    created_at: datetime
+    id: uuid.UUID

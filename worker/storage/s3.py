@@ -1,0 +1,92 @@
+"""S3 (or any S3-compatible server): objects are written through presigned PUT URLs.
+
+boto3 only signs; the bytes travel over httpx, the same way a provider (Runware's
+``uploadEndpoint``) writes into our bucket, so one code path is exercised everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.storage.base import ObjectInfo, StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: A presigned PUT used at once by ourselves needs only a short life.
+_OWN_PUT_SECONDS = 300
+
+
+class S3Storage:
+    """One bucket on an S3-compatible server."""
+
+    def __init__(self, client: S3Client, http: httpx.Client, bucket: str) -> None:
+        self._s3 = client
+        self._http = http
+        self.bucket = bucket
+
+    def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
+        """PUT ``data`` to a freshly presigned URL."""
+        url = self.presign_put(key, content_type, _OWN_PUT_SECONDS)
+        try:
+            response = self._http.put(url, content=data, headers={"Content-Type": content_type})
+        except httpx.HTTPError as exc:
+            raise StorageError(f"cannot reach the object store: {exc}") from exc
+        if response.status_code >= 300:
+            raise StorageError(
+                f"the object store refused PUT {key!r}: {response.status_code} {response.text[:200]}"
+            )
+        return ObjectInfo(key, len(data), content_type)
+
+    def get(self, key: str) -> bytes:
+        """GET the object through a presigned URL."""
+        try:
+            response = self._http.get(self.presign_get(key, _OWN_PUT_SECONDS))
+        except httpx.HTTPError as exc:
+            raise StorageError(f"cannot reach the object store: {exc}") from exc
+        if response.status_code != 200:
+            raise StorageError(f"cannot read {key!r}: {response.status_code}")
+        return response.content
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """HEAD the object; None when it does not exist."""
+        try:
+            found = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise StorageError(f"cannot look up {key!r}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot reach the object store: {exc}") from exc
+        return ObjectInfo(key, found["ContentLength"], found.get("ContentType"))
+
+    def presign_get(self, key: str, expires_seconds: int) -> str:
+        """A presigned GET URL."""
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
+        )
+
+    def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str:
+        """A presigned PUT URL bound to ``content_type``."""
+        return self._s3.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=expires_seconds,
+        )
+
+    def check(self) -> None:
+        """HEAD the bucket."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"bucket {self.bucket!r} is not reachable: {exc}") from exc
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._s3.create_bucket(Bucket=self.bucket)

@@ -1,0 +1,38 @@
+"""Thin Celery tasks: each takes ids, calls one pipeline step, and returns what happened."""
+
+from __future__ import annotations
+
+import uuid
+
+from worker.celery_app import app
+from worker.wiring import process_container
+
+
+@app.task(name="editq.dispatch")
+def dispatch() -> int:
+    """Claim queued jobs up to provider capacity."""
+    return process_container().pipeline().dispatch()
+
+
+@app.task(name="editq.submit")
+def submit(job_id: str, attempt: int) -> str:
+    """Send one attempt to its provider."""
+    return process_container().pipeline().submit(uuid.UUID(job_id), attempt)
+
+
+@app.task(name="editq.poll")
+def poll(job_id: str, attempt: int) -> str:
+    """Ask the provider where an attempt is."""
+    return process_container().pipeline().poll(uuid.UUID(job_id), attempt)
+
+
+@app.task(name="editq.finalize")
+def finalize(job_id: str, attempt: int) -> str:
+    """Copy a finished attempt's outputs to storage."""
+    return process_container().pipeline().finalize(uuid.UUID(job_id), attempt)
+
+
+@app.task(name="editq.cancel_at_provider")
+def cancel_at_provider(job_id: str, attempt: int) -> str:
+    """Ask the provider to stop an attempt of a canceled job."""
+    return process_container().pipeline().cancel_at_provider(uuid.UUID(job_id), attempt)

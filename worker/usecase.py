@@ -1,0 +1,65 @@
+"""What every use case shares: a transaction opener, the task queue, and best-effort publish."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.repository import Repository
+
+log = logging.getLogger("editq")
+
+
+class TaskQueue(Protocol):
+    """Where use cases send work for the workers (Celery in production).
+
+    Messages carry ids only. A lost message loses nothing: the scheduler's ticks find every
+    row whose message went missing.
+    """
+
+    def dispatch(self) -> None:
+        """Ask for a dispatch round soon."""
+        ...
+
+    def submit(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Send attempt ``attempt`` of a job to its provider."""
+        ...
+
+    def poll(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Ask the provider where attempt ``attempt`` of a job is."""
+        ...
+
+    def finalize(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Copy the outputs of a finished attempt to storage."""
+        ...
+
+    def cancel_at_provider(self, job_id: uuid.UUID, attempt: int) -> None:
+        """Ask the provider to stop an attempt of a canceled job."""
+        ...
+
+
+class Database:
+    """Opens transactions that hand out a :class:`Repository`."""
+
+    def __init__(self, sessions: sessionmaker[Session], actor: str) -> None:
+        self._sessions = sessions
+        self.actor = actor
+
+    @contextmanager
+    def transaction(self) -> Iterator[Repository]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield Repository(session, self.actor)
+
+
+def publish(send: Callable[..., None], *args: object) -> None:
+    """Send a message, tolerating a broker outage: the ticks will find the row later."""
+    try:
+        send(*args)
+    except Exception:  # noqa: BLE001 - any broker failure is covered by the periodic ticks
+        log.warning("could not publish %s%r; the scheduler tick will pick it up", send, args)

@@ -1,0 +1,118 @@
+"""The one composition root: builds engine, sessions, providers, storage and queue from settings."""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass, field
+
+import boto3
+import httpx
+from botocore.config import Config
+from celery import Celery
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.celery_app import CeleryQueue, configure
+from worker.celery_app import app as default_celery
+from worker.config import Settings, load_settings
+from worker.fetch import Fetcher
+from worker.jobs import Jobs
+from worker.pipeline import Pipeline, Policy
+from worker.providers.base import Provider
+from worker.providers.fal import FalProvider
+from worker.providers.fal_signature import JwksCache
+from worker.retry import RetryPolicy
+from worker.storage.s3 import S3Storage
+from worker.usecase import Database, TaskQueue
+
+
+@dataclass
+class Container:
+    """Everything a process needs, built once from :class:`Settings`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    storage: S3Storage
+    providers: dict[str, Provider]
+    queue: TaskQueue
+    celery: Celery
+    http: httpx.Client
+    fetcher: Fetcher
+    rng: random.Random = field(default_factory=random.Random)
+
+    def jobs(self, actor: str) -> Jobs:
+        """The producer and ops use cases, recording ``actor`` on every event."""
+        return Jobs(
+            Database(self.sessions, actor),
+            self.queue,
+            self.settings.providers,
+            self.settings.max_attempts,
+        )
+
+    def pipeline(self, actor: str = "worker") -> Pipeline:
+        """The pipeline steps, recording ``actor`` on every event."""
+        s = self.settings
+        policy = Policy(
+            lease_seconds=s.lease_seconds,
+            poll_seconds=s.poll_seconds,
+            poll_max_seconds=s.poll_max_seconds,
+            webhook_grace_seconds=s.webhook_grace_seconds,
+            capacity={"fal": s.fal_max_in_flight},
+            public_url=s.public_url.rstrip("/") if s.public_url else None,
+            retry=RetryPolicy(s.backoff_base_seconds, s.backoff_max_seconds),
+        )
+        return Pipeline(
+            Database(self.sessions, actor),
+            self.providers,
+            self.storage,
+            self.fetcher,
+            self.queue,
+            policy,
+            self.rng,
+        )
+
+    def close(self) -> None:
+        """Release connections."""
+        self.http.close()
+        self.engine.dispose()
+
+
+def build(settings: Settings, celery: Celery | None = None) -> Container:
+    """Build a :class:`Container`; nothing connects until first used."""
+    celery = celery or default_celery
+    configure(celery, settings)
+    engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
+    http = httpx.Client(timeout=settings.http_timeout_seconds, follow_redirects=False)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    fal = FalProvider(
+        http=http,
+        base_url=settings.fal_url,
+        key=settings.fal_key.get_secret_value() if settings.fal_key else None,
+        jwks=JwksCache(settings.fal_jwks_url, http),
+    )
+    return Container(
+        settings=settings,
+        engine=engine,
+        sessions=sessionmaker(engine, expire_on_commit=False),
+        storage=S3Storage(s3, http, settings.s3_bucket),
+        providers={"fal": fal},
+        queue=CeleryQueue(celery, settings.queue),
+        celery=celery,
+        http=http,
+        fetcher=Fetcher(
+            http, max_bytes=settings.max_output_bytes, allow_private=settings.private_urls_allowed
+        ),
+    )
+
+
+@functools.cache
+def process_container() -> Container:
+    """This process's container, built on first use (after a worker process forked)."""
+    return build(load_settings())
