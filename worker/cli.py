@@ -21,7 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-services_app = typer.Typer(help="Embedded PostgreSQL, Valkey and S3 for development.", no_args_is_help=True)
+services_app = typer.Typer(
+    help="Embedded PostgreSQL, Valkey and S3 for development.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
@@ -30,7 +32,8 @@ app.command("submit")(cli_jobs.submit)
 
 err = Console(stderr=True)
 HomeOption = Annotated[
-    Path, typer.Option("--home", envvar="EDITQ_HOME", help="Where embedded services keep their data.")
+    Path,
+    typer.Option("--home", envvar="EDITQ_HOME", help="Where embedded services keep their data."),
 ]
 DEFAULT_HOME = Path(".editq")
 
@@ -143,7 +146,9 @@ def emulate(
     port: Annotated[int, typer.Option()] = 8100,
     latency: Annotated[float, typer.Option(help="Mean seconds a request runs.")] = 1.0,
     jitter: Annotated[float, typer.Option(help="Latency varies by up to this many seconds.")] = 0.3,
-    concurrency: Annotated[int, typer.Option(help="Requests run at once; the rest wait IN_QUEUE.")] = 100,
+    concurrency: Annotated[
+        int, typer.Option(help="Requests run at once; the rest wait IN_QUEUE.")
+    ] = 100,
     rate_5xx: Annotated[float, typer.Option(help="Share of submits answered 503.")] = 0.0,
     rate_429: Annotated[float, typer.Option(help="Share of submits answered 429.")] = 0.0,
     rate_422: Annotated[float, typer.Option(help="Share of submits answered 422.")] = 0.0,
@@ -191,7 +196,9 @@ def dev(
 def demo(
     home: HomeOption = DEFAULT_HOME,
     count: Annotated[int, typer.Option(help="How many sample product photos.")] = 12,
-    out: Annotated[Path, typer.Option(help="Where the edited images are saved.")] = Path("demo-output"),
+    out: Annotated[Path, typer.Option(help="Where the edited images are saved.")] = Path(
+        "demo-output"
+    ),
 ) -> None:
     """Edit a sample catalog end to end on the embedded services, then stop what it started."""
     from worker.demo import run_demo

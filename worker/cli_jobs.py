@@ -68,12 +68,18 @@ def _source_url(container: Container, source: str) -> str:
 def submit(
     source: Annotated[str, typer.Argument(help="Source image: a local file (uploaded) or a URL.")],
     prompt: Annotated[str, typer.Argument(help="The edit instruction.")],
-    model: Annotated[str, typer.Option(help="flux-kontext-pro or flux-kontext-max.")] = "flux-kontext-pro",
-    aspect_ratio: Annotated[str | None, typer.Option(help="e.g. 1:1, 16:9; default follows the input.")] = None,
+    model: Annotated[
+        str, typer.Option(help="flux-kontext-pro or flux-kontext-max.")
+    ] = "flux-kontext-pro",
+    aspect_ratio: Annotated[
+        str | None, typer.Option(help="e.g. 1:1, 16:9; default follows the input.")
+    ] = None,
     num_images: Annotated[int, typer.Option(help="Outputs, 1 to 4.")] = 1,
     seed: Annotated[int | None, typer.Option()] = None,
     output_format: Annotated[str, typer.Option(help="jpeg or png.")] = "jpeg",
-    provider: Annotated[list[str] | None, typer.Option(help="Provider order; repeat for several.")] = None,
+    provider: Annotated[
+        list[str] | None, typer.Option(help="Provider order; repeat for several.")
+    ] = None,
     priority: Annotated[int, typer.Option(help="-100 to 100; higher runs first.")] = 0,
     external_id: Annotated[str | None, typer.Option(help="Your own id for this job.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the job finishes.")] = False,
@@ -111,7 +117,9 @@ def submit(
 
 def _model(name: str) -> ModelName:
     if name not in ("flux-kontext-pro", "flux-kontext-max"):
-        err.print(f"[red]invalid model[/red]: {name!r}; choose flux-kontext-pro or flux-kontext-max")
+        err.print(
+            f"[red]invalid model[/red]: {name!r}; choose flux-kontext-pro or flux-kontext-max"
+        )
         raise typer.Exit(2)
     return name  # type: ignore[return-value]  # narrowed by the check above
 
@@ -135,7 +143,9 @@ def _wait(container: Container, job_id: uuid.UUID, timeout: float) -> JobDetail:
 
 @jobs_app.command("list")
 def list_jobs(
-    state: Annotated[list[JobState] | None, typer.Option(help="Only jobs in this state (repeatable).")] = None,
+    state: Annotated[
+        list[JobState] | None, typer.Option(help="Only jobs in this state (repeatable).")
+    ] = None,
     provider: Annotated[str | None, typer.Option()] = None,
     error_code: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
@@ -200,7 +210,9 @@ def _show(container: Container, detail: JobDetail) -> None:
         out.print(f"error: [red]{job.error_code}[/red] {job.error_message or ''}")
     attempts = Table("attempt", "provider", "outcome", "request id", "error", title="attempts")
     for a in detail.attempts:
-        attempts.add_row(str(a.number), a.provider, a.outcome, a.request_id or "", a.error_code or "")
+        attempts.add_row(
+            str(a.number), a.provider, a.outcome, a.request_id or "", a.error_code or ""
+        )
     out.print(attempts)
     if detail.outputs:
         outputs = Table("key", "type", "size", "bytes", "sha256", "url", title="outputs")
@@ -218,7 +230,12 @@ def _show(container: Container, detail: JobDetail) -> None:
     events = Table("at", "transition", "state", "attempt", "actor", "reason", title="history")
     for e in detail.events:
         events.add_row(
-            e.at.strftime("%H:%M:%S.%f")[:-3], e.transition, e.state.value, str(e.attempt), e.actor or "", e.reason or ""
+            e.at.strftime("%H:%M:%S.%f")[:-3],
+            e.transition,
+            e.state.value,
+            str(e.attempt),
+            e.actor or "",
+            e.reason or "",
         )
     out.print(events)
     sys.stdout.flush()

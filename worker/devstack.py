@@ -30,8 +30,12 @@ def run_dev(home: Path, *, api_port: int, fal_port: int, console: Console) -> No
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Stack(env, home / "logs") as stack:
         start_all(stack, api_port=api_port, fal_port=fal_port)
-        console.print(f"[green]editq is running[/green]: API {api_url}/docs, fal emulator :{fal_port}")
+        console.print(
+            f"[green]editq is running[/green]: API {api_url}/docs, fal emulator :{fal_port}"
+        )
         console.print(f"API key: {env['EDITQ_API_KEYS']}   logs: {home / 'logs'}")
-        console.print('In another shell: eval "$(editq services env)" to use the CLI. Ctrl-C stops.')
+        console.print(
+            'In another shell: eval "$(editq services env)" to use the CLI. Ctrl-C stops.'
+        )
         stop.wait()
     console.print("stopped editq's processes; `editq services down` stops the services")

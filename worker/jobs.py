@@ -85,7 +85,9 @@ class Jobs:
         )
         with self._db.transaction() as repo:
             created = repo.insert_job(new)
-            job = repo.job(new.id) if created else repo.job_by_idempotency_key(idempotency_key or "")
+            job = (
+                repo.job(new.id) if created else repo.job_by_idempotency_key(idempotency_key or "")
+            )
         if job is None:  # pragma: no cover - the insert or the conflict guarantees a row
             raise JobNotFound
         if not created and job.request_hash != fingerprint:

@@ -7,7 +7,9 @@ from prometheus_client import Counter, Gauge
 from models.state import JobState
 
 WEBHOOKS = Counter(
-    "editq_webhooks_total", "Provider webhooks received, by provider and result", ["provider", "result"]
+    "editq_webhooks_total",
+    "Provider webhooks received, by provider and result",
+    ["provider", "result"],
 )
 JOBS = Gauge("editq_jobs", "Jobs by state", ["state"])
 

@@ -122,7 +122,9 @@ class Pipeline:
         public_url = self._policy.public_url
         webhook = provider.webhook_url(public_url, attempt.id) if public_url else None
         try:
-            sent = provider.submit(job.model, EditInput.model_validate(job.input), attempt.id, webhook)
+            sent = provider.submit(
+                job.model, EditInput.model_validate(job.input), attempt.id, webhook
+            )
         except ProviderCallError as exc:
             return self._after_failure(job, attempt, exc.fault)
         first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
@@ -251,7 +253,9 @@ class Pipeline:
         key = f"outputs/{job_id}/{index}.{info.extension}"
         self._storage.put(key, data, info.content_type)
         digest = hashlib.sha256(data).hexdigest()
-        return OutputRecord(index, key, info.content_type, info.width, info.height, len(data), digest)
+        return OutputRecord(
+            index, key, info.content_type, info.width, info.height, len(data), digest
+        )
 
     def _defer_finalize(self, job_id: uuid.UUID, token: uuid.UUID, exc: Exception) -> str:
         log.warning("finalize of %s deferred: %s", job_id, exc)

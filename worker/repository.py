@@ -139,9 +139,7 @@ class Repository:
         ).first()
         return None if row is None else _attempt_record(row)
 
-    def list_jobs(
-        self, where: JobFilter, limit: int, after: Cursor | None
-    ) -> list[JobRecord]:
+    def list_jobs(self, where: JobFilter, limit: int, after: Cursor | None) -> list[JobRecord]:
         """Jobs matching ``where``, newest first, after ``after``."""
         query = select(Job).where(*_filter_clauses(where))
         if after is not None:
@@ -318,9 +316,7 @@ class Repository:
                 Job.attempt == number,
                 or_(Job.lease_token.is_(None), Job.lease_expires_at < _NOW),
             )
-            .values(
-                lease_token=token, lease_expires_at=_seconds(lease_seconds), updated_at=_NOW
-            )
+            .values(lease_token=token, lease_expires_at=_seconds(lease_seconds), updated_at=_NOW)
             .returning(Job.id)
         ).first()
         return taken is not None
@@ -627,4 +623,6 @@ def _output_record(row: JobOutput) -> OutputRecord:
 
 
 def _event_record(row: JobEvent) -> EventRecord:
-    return EventRecord(row.at, row.transition, row.state, row.attempt, row.actor, row.reason, row.data)
+    return EventRecord(
+        row.at, row.transition, row.state, row.attempt, row.actor, row.reason, row.data
+    )

@@ -8,10 +8,27 @@ import random
 from PIL import Image, ImageDraw
 
 PRODUCTS = (
-    "mug", "sneaker", "backpack", "lamp", "watch", "bottle",
-    "chair", "headphones", "vase", "teapot", "camera", "plant pot",
+    "mug",
+    "sneaker",
+    "backpack",
+    "lamp",
+    "watch",
+    "bottle",
+    "chair",
+    "headphones",
+    "vase",
+    "teapot",
+    "camera",
+    "plant pot",
 )
-PALETTE = ((214, 69, 65), (52, 120, 190), (240, 180, 40), (60, 160, 110), (140, 90, 170), (30, 30, 30))
+PALETTE = (
+    (214, 69, 65),
+    (52, 120, 190),
+    (240, 180, 40),
+    (60, 160, 110),
+    (140, 90, 170),
+    (30, 30, 30),
+)
 
 
 def product_photo(name: str, seed: int, size: tuple[int, int] = (512, 512)) -> bytes:

@@ -32,7 +32,9 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, deadline_seconds: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, deadline_seconds: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until ``url`` answers 200, or raise :class:`StackError` at the deadline."""
     deadline = time.monotonic() + deadline_seconds
     last = "no answer"
@@ -121,17 +123,13 @@ def editq_env(base: Mapping[str, str], fal_url: str, public_url: str | None) -> 
     return env
 
 
-def start_all(
-    stack: Stack, *, api_port: int, fal_port: int, worker_concurrency: int = 2
-) -> None:
+def start_all(stack: Stack, *, api_port: int, fal_port: int, worker_concurrency: int = 2) -> None:
     """Start the fal emulator, the API, a worker and the scheduler, in that order."""
     stack.start(
         "fal-emulator",
         ["emulate", "fal", "--port", str(fal_port)],
         f"http://127.0.0.1:{fal_port}/.well-known/jwks.json",
     )
-    stack.start(
-        "api", ["api", "--port", str(api_port)], f"http://127.0.0.1:{api_port}/readyz"
-    )
+    stack.start("api", ["api", "--port", str(api_port)], f"http://127.0.0.1:{api_port}/readyz")
     stack.start("worker", ["worker", "--concurrency", str(worker_concurrency)])
     stack.start("scheduler", ["scheduler"])

@@ -95,7 +95,7 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
         http=http,
         base_url=settings.fal_url,
         key=settings.fal_key.get_secret_value() if settings.fal_key else None,
-        jwks=JwksCache(settings.fal_jwks_url, http),
+        jwks=JwksCache(http, settings.fal_jwks_url),
     )
     return Container(
         settings=settings,

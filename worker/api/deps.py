@@ -23,9 +23,7 @@ def jobs(request: Request) -> Jobs:
     return container(request).jobs("api")
 
 
-def require_key(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> None:
+def require_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """Reject the request unless it carries a producer key."""
     keys: KeyRing = request.app.state.keys
     if not keys.accepts(authorization):

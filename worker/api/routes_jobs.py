@@ -57,9 +57,7 @@ def get_job(
 ) -> JobOut:
     """A job with its attempts and outputs (each with a presigned GET URL)."""
     detail = use.get(job_id)
-    return detail_out(
-        detail, deps.storage, deps.settings.presign_get_seconds, with_events=events
-    )
+    return detail_out(detail, deps.storage, deps.settings.presign_get_seconds, with_events=events)
 
 
 @router.get("", response_model=JobPage)

@@ -75,7 +75,9 @@ def readyz(deps: ContainerDep) -> JSONResponse:
     except Exception as exc:  # noqa: BLE001 - as above
         checks["storage"] = f"error: {exc.__class__.__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+    )
 
 
 @router.get("/metrics", tags=["health"])

@@ -1,0 +1,441 @@
+"""The fal emulator over real HTTP: fal's queue protocol, faults, webhooks, files and admin."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar, get_args
+
+import httpx
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi import FastAPI, Request, Response
+from PIL import Image
+
+from emulators.fal import FalEmulatorConfig, create_app
+from emulators.fal.protocol import AspectRatio
+from emulators.faults import FaultInjector, WebhookPolicy
+from emulators.imaging import ASPECT_RATIOS
+from emulators.server import RunningServer, run_in_thread
+
+T = TypeVar("T")
+KONTEXT = "fal-ai/flux-pro/kontext"
+AUTH = {"Authorization": "Key test-key"}
+# Fast enough for a unit suite, slow enough that IN_QUEUE and IN_PROGRESS can be observed.
+FAST = {"latency": 0.15, "jitter": 0.02, "seed": 1}
+
+
+def source_uri(payload: bytes | None = None) -> str:
+    """A data URI holding a small PNG (or ``payload``, to send something that is not one)."""
+    if payload is None:
+        buffer = io.BytesIO()
+        Image.linear_gradient("L").resize((160, 120)).convert("RGB").save(buffer, format="PNG")
+        payload = buffer.getvalue()
+    return "data:image/png;base64," + base64.b64encode(payload).decode()
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    """Poll ``check`` until it returns something truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Receiver:
+    """A webhook endpoint that records each call and answers from a script of status codes."""
+
+    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self._statuses = list(statuses)
+        self.app = FastAPI()
+        self.app.post("/hook")(self._hook)
+
+    async def _hook(self, request: Request) -> Response:
+        self.calls.append((dict(request.headers), await request.body()))
+        return Response(status_code=self._statuses.pop(0) if self._statuses else 200)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RunningServer]]:
+    """Start servers for the test, stopped at its end: emulators from config options, or apps."""
+    servers: list[RunningServer] = []
+
+    def start(app: FastAPI | None = None, **options: Any) -> RunningServer:
+        server = run_in_thread(app or create_app(FalEmulatorConfig(**{**FAST, **options})))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(headers=AUTH, timeout=10.0) as client:
+        yield client
+
+
+def submit(http: httpx.Client, server: RunningServer, **arguments: Any) -> httpx.Response:
+    params = arguments.pop("params", None)
+    body = {"prompt": "paint it teal", "image_url": source_uri(), **arguments}
+    return http.post(f"{server.url}/{KONTEXT}", json=body, params=params)
+
+
+def wait_completed(http: httpx.Client, submitted: httpx.Response) -> dict[str, Any]:
+    status_url = submitted.json()["status_url"]
+    reply = wait_for(lambda: (r := http.get(status_url)).status_code == 200 and r, "COMPLETED")
+    return reply.json()
+
+
+def verifying_kid(jwks: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> str:
+    """The id of the published key that verifies a webhook, checked as a fal receiver would."""
+    message = "\n".join(
+        [
+            headers["x-fal-webhook-request-id"],
+            headers["x-fal-webhook-user-id"],
+            headers["x-fal-webhook-timestamp"],
+            hashlib.sha256(body).hexdigest(),
+        ]
+    ).encode()
+    signature = bytes.fromhex(headers["x-fal-webhook-signature"])
+    for key in jwks["keys"]:
+        assert (key["kty"], key["crv"]) == ("OKP", "Ed25519")
+        raw = base64.urlsafe_b64decode(key["x"] + "=" * (-len(key["x"]) % 4))
+        try:
+            Ed25519PublicKey.from_public_bytes(raw).verify(signature, message)
+        except InvalidSignature:
+            continue
+        return str(key["kid"])
+    raise AssertionError("no published key verifies the webhook signature")
+
+
+def test_a_request_goes_through_the_queue_to_an_edited_image(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(latency=0.3)
+
+    submitted = submit(http, server, output_format="png", aspect_ratio="1:1")
+
+    assert submitted.status_code == 200
+    body = submitted.json()
+    assert body["status"] == "IN_QUEUE"
+    assert body["queue_position"] == 0
+    first = http.get(body["status_url"])
+    assert first.status_code == 202
+    assert first.json()["status"] in {"IN_QUEUE", "IN_PROGRESS"}
+    wait_for(lambda: http.get(body["status_url"]).json()["status"] == "IN_PROGRESS", "running")
+    early = http.get(body["response_url"])
+    assert (early.status_code, early.json()) == (400, {"detail": "Request is still in progress"})
+    completed = wait_completed(http, submitted)
+    assert completed["status"] == "COMPLETED"
+    assert completed["metrics"]["inference_time"] >= 0.25
+    assert "error" not in completed
+    result = http.get(body["response_url"])
+    assert result.status_code == 200
+    output = result.json()
+    assert output["prompt"] == "paint it teal"
+    assert output["has_nsfw_concepts"] == [False]
+    assert isinstance(output["seed"], int)
+    assert output["timings"]["inference"] > 0
+    [image] = output["images"]
+    assert image["content_type"] == "image/png"
+    assert image["file_name"].endswith(".png")
+    served = httpx.get(image["url"])
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/png"
+    assert len(served.content) == image["file_size"]
+    decoded = Image.open(io.BytesIO(served.content))
+    assert decoded.size == (image["width"], image["height"]) == (120, 120)
+
+
+def test_queue_urls_drop_the_endpoint_subpath(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve()
+
+    body = http.post(
+        f"{server.url}/{KONTEXT}/max", json={"prompt": "p", "image_url": source_uri()}
+    ).json()
+
+    base = f"{server.url}/fal-ai/flux-pro/requests/{body['request_id']}"
+    assert body["response_url"] == base
+    assert body["status_url"] == f"{base}/status"
+    assert body["cancel_url"] == f"{base}/cancel"
+    with_subpath = f"{server.url}/{KONTEXT}/requests/{body['request_id']}/status"
+    assert http.get(with_subpath).status_code == 404
+    assert http.get(f"{server.url}/fal-ai/flux-pro/requests/unknown/status").status_code == 404
+
+
+def test_calls_without_a_valid_key_are_refused(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(api_key="test-key")
+    url = f"{server.url}/{KONTEXT}"
+    body = {"prompt": "p", "image_url": source_uri()}
+
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, headers={"Authorization": "Key wrong"}).status_code == 401
+    assert httpx.post(url, json=body, headers={"Authorization": "Bearer x"}).status_code == 401
+    accepted = http.post(url, json=body)
+    assert accepted.status_code == 200
+    assert httpx.get(accepted.json()["status_url"]).status_code == 401
+    assert httpx.get(f"{server.url}/_emulator/stats").json()["rejected"] == 3
+
+
+def test_any_key_is_accepted_when_none_is_configured(
+    serve: Callable[..., RunningServer],
+) -> None:
+    server = serve()
+    body = {"prompt": "p", "image_url": source_uri()}
+
+    accepted = httpx.post(f"{server.url}/{KONTEXT}", json=body, headers={"Authorization": "Key z"})
+
+    assert accepted.status_code == 200
+    assert httpx.post(f"{server.url}/{KONTEXT}", json=body).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "error_type"),
+    [
+        ({"prompt": None}, "prompt", "missing"),
+        ({"image_url": None}, "image_url", "missing"),
+        ({"safety_tolerance": 2}, "safety_tolerance", "literal_error"),
+        ({"guidance_scale": 25}, "guidance_scale", "less_than_equal"),
+        ({"num_images": 5}, "num_images", "less_than_equal"),
+        ({"output_format": "webp"}, "output_format", "literal_error"),
+        ({"aspect_ratio": "5:4"}, "aspect_ratio", "literal_error"),
+        ({"seed": "abc"}, "seed", "int_parsing"),
+    ],
+)
+def test_invalid_input_is_refused_naming_the_field(
+    serve: Callable[..., RunningServer],
+    http: httpx.Client,
+    change: dict[str, Any],
+    field: str,
+    error_type: str,
+) -> None:
+    server = serve()
+    body = {"prompt": "p", "image_url": source_uri(), **change}
+
+    reply = http.post(f"{server.url}/{KONTEXT}", json={k: v for k, v in body.items() if v is not None})
+
+    assert reply.status_code == 422
+    [detail] = reply.json()["detail"]
+    assert detail["loc"] == ["body", field]
+    assert detail["type"] == error_type
+    assert detail["msg"]
+    assert http.get(f"{server.url}/_emulator/requests").json() == []
+
+
+def test_a_body_that_is_not_json_is_refused(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve()
+
+    reply = http.post(f"{server.url}/{KONTEXT}", content=b"{not json")
+
+    assert reply.status_code == 422
+    assert reply.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status_code"), [("rate_5xx", 503), ("rate_429", 429), ("rate_422", 422)]
+)
+def test_injected_submit_faults_answer_fals_error_bodies(
+    serve: Callable[..., RunningServer], http: httpx.Client, fault: str, status_code: int
+) -> None:
+    server = serve(**{fault: 1.0, "retry_after": 3})
+
+    reply = submit(http, server)
+
+    assert reply.status_code == status_code
+    body = reply.json()
+    if status_code == 503:
+        assert body["error_type"] == "runner_scheduling_failure"
+        assert reply.headers["x-fal-error-type"] == "runner_scheduling_failure"
+        assert isinstance(body["detail"], str)
+    elif status_code == 429:
+        assert reply.headers["retry-after"] == "3"
+        assert isinstance(body["detail"], str)
+    else:
+        assert body["detail"][0]["loc"][0] == "body"
+    assert http.get(f"{server.url}/_emulator/requests").json() == []
+    assert http.get(f"{server.url}/_emulator/stats").json()["rejected"] == 1
+
+
+def test_requests_beyond_the_concurrency_limit_wait_in_queue_with_positions(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(concurrency=1, latency=0.3)
+
+    submitted = [submit(http, server) for _ in range(3)]
+
+    # The first is admitted at once; the other two wait, first in line and second in line.
+    assert [reply.json()["queue_position"] for reply in submitted] == [0, 0, 1]
+    third = http.get(submitted[2].json()["status_url"])
+    assert (third.status_code, third.json()["status"]) == (202, "IN_QUEUE")
+    assert third.json()["queue_position"] == 1
+    for reply in submitted:
+        wait_completed(http, reply)
+    runs = http.get(f"{server.url}/_emulator/requests").json()
+    for earlier, later in zip(runs, runs[1:], strict=False):
+        assert later["started_at"] >= earlier["finished_at"]
+
+
+def test_raising_the_concurrency_limit_admits_waiting_requests(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(concurrency=1, latency=5.0, jitter=0.0)
+    submitted = [submit(http, server) for _ in range(2)]
+    status_url = submitted[1].json()["status_url"]
+    assert http.get(status_url).json()["status"] == "IN_QUEUE"
+
+    patched = http.patch(f"{server.url}/_emulator/config", json={"concurrency": 2})
+
+    assert patched.json()["concurrency"] == 2
+    wait_for(lambda: http.get(status_url).json()["status"] == "IN_PROGRESS", "admission")
+
+
+def test_output_files_expire_after_the_result_lifetime(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(result_ttl=1.0)
+    submitted = submit(http, server)
+    wait_completed(http, submitted)
+
+    url = http.get(submitted.json()["response_url"]).json()["images"][0]["url"]
+
+    assert httpx.get(url).status_code == 200
+    wait_for(lambda: httpx.get(url).status_code == 410, "the file to expire")
+    assert httpx.get(f"{server.url}/files/never-issued").status_code == 404
+
+
+def test_webhook_is_delivered_signed_with_a_published_key(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    receiver = Receiver()
+    hook = serve(receiver.app)
+    server = serve(user_id="user-42")
+
+    submitted = submit(http, server, params={"fal_webhook": f"{hook.url}/hook"})
+
+    wait_for(lambda: receiver.calls, "the webhook")
+    headers, raw = receiver.calls[0]
+    request_id = submitted.json()["request_id"]
+    assert headers["x-fal-webhook-request-id"] == request_id
+    assert headers["x-fal-webhook-user-id"] == "user-42"
+    assert abs(int(headers["x-fal-webhook-timestamp"]) - time.time()) < 300
+    jwks = httpx.get(f"{server.url}/.well-known/jwks.json").json()
+    verifying_kid(jwks, headers, raw)
+    with pytest.raises(AssertionError, match="no published key"):
+        verifying_kid(jwks, headers, raw + b" ")
+    body = httpx.Response(200, content=raw).json()
+    assert body["request_id"] == body["gateway_request_id"] == request_id
+    assert body["status"] == "OK"
+    assert body["payload"] == http.get(submitted.json()["response_url"]).json()
+    [listed] = http.get(f"{server.url}/_emulator/requests").json()
+    assert listed["webhook_url"] == f"{hook.url}/hook"
+
+
+def test_webhook_is_retried_after_a_failed_delivery(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    receiver = Receiver(statuses=(500,))
+    hook = serve(receiver.app)
+    server = serve(webhook=WebhookPolicy(retry_delays=(0.05, 0.05)))
+
+    submit(http, server, params={"fal_webhook": f"{hook.url}/hook"})
+
+    wait_for(lambda: len(receiver.calls) == 2, "the retried webhook")
+    assert receiver.calls[0][1] == receiver.calls[1][1]
+    stats = wait_for(
+        lambda: (s := http.get(f"{server.url}/_emulator/stats").json())["webhooks_sent"] and s,
+        "the delivery to be counted",
+    )
+    assert (stats["webhooks_sent"], stats["webhook_failures"]) == (1, 1)
+
+
+def test_webhook_duplicates_can_be_injected(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    receiver = Receiver()
+    hook = serve(receiver.app)
+    server = serve(webhook=WebhookPolicy(duplicates=2))
+
+    submit(http, server, params={"fal_webhook": f"{hook.url}/hook"})
+
+    wait_for(lambda: len(receiver.calls) == 3, "the webhook and its duplicates")
+    assert len({raw for _, raw in receiver.calls}) == 1
+
+
+def test_a_moderated_request_completes_with_a_content_policy_error(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    receiver = Receiver()
+    hook = serve(receiver.app)
+    server = serve(rate_moderated=1.0)
+
+    submitted = submit(http, server, params={"fal_webhook": f"{hook.url}/hook"})
+
+    status = wait_completed(http, submitted)
+    assert status["error_type"] == "content_policy_violation"
+    assert status["error"]
+    result = http.get(submitted.json()["response_url"])
+    assert result.status_code == 422
+    [detail] = result.json()["detail"]
+    assert detail["type"] == "content_policy_violation"
+    wait_for(lambda: receiver.calls, "the error webhook")
+    body = httpx.Response(200, content=receiver.calls[0][1]).json()
+    assert (body["status"], body["error"]) == ("ERROR", "Invalid status code: 422")
+    assert body["payload"] == result.json()
+    assert http.get(f"{server.url}/_emulator/stats").json()["failed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("image_url", "error_type"),
+    [
+        (source_uri(b"this is not an image"), "image_load_error"),
+        ("data:image/png;base64,@@@", "file_download_error"),
+        ("ftp://example.invalid/a.png", "file_download_error"),
+    ],
+    ids=["not an image", "bad data uri", "unsupported scheme"],
+)
+def test_an_unusable_source_fails_the_request_naming_image_url(
+    serve: Callable[..., RunningServer], http: httpx.Client, image_url: str, error_type: str
+) -> None:
+    server = serve()
+
+    submitted = submit(http, server, image_url=image_url)
+
+    assert submitted.status_code == 200
+    assert wait_completed(http, submitted)["error_type"] == error_type
+    result = http.get(submitted.json()["response_url"])
+    assert result.status_code == 422
+    [detail] = result.json()["detail"]
+    assert (detail["loc"], detail["type"]) == (["body", "image_url"], error_type)
+
+
+def test_sources_are_fetched_over_http(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    png = base64.b64decode(source_uri().partition(",")[2])
+    files = FastAPI()
+    files.get("/source.png")(lambda: Response(png, media_type="image/png"))
+    origin = serve(files)
+    server = serve()
+
+    found = submit(http, server, image_url=f"{origin.url}/source.png")
+    missing = submit(http, server, image_url=f"{origin.url}/missing.png")
+
+    assert "error" not in wait_completed(http, found)
+    assert wait_completed(http, missing)["error_type"] == "file_download_error"
