@@ -51,10 +51,10 @@ class Container:
             self.settings.max_attempts,
         )
 
-    def pipeline(self, actor: str = "worker") -> Pipeline:
-        """The pipeline steps, recording ``actor`` on every event."""
+    def policy(self) -> Policy:
+        """The pipeline's timing and capacity, from the settings."""
         s = self.settings
-        policy = Policy(
+        return Policy(
             lease_seconds=s.lease_seconds,
             poll_seconds=s.poll_seconds,
             poll_max_seconds=s.poll_max_seconds,
@@ -63,13 +63,16 @@ class Container:
             public_url=s.public_url.rstrip("/") if s.public_url else None,
             retry=RetryPolicy(s.backoff_base_seconds, s.backoff_max_seconds),
         )
+
+    def pipeline(self, actor: str = "worker", policy: Policy | None = None) -> Pipeline:
+        """The pipeline steps, recording ``actor`` on every event."""
         return Pipeline(
             Database(self.sessions, actor),
             self.providers,
             self.storage,
             self.fetcher,
             self.queue,
-            policy,
+            policy or self.policy(),
             self.rng,
         )
 

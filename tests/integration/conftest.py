@@ -40,9 +40,7 @@ def fal_emulator() -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
-def container(
-    test_env: dict[str, str], fal_emulator: RunningServer
-) -> Iterator[Container]:
+def container(test_env: dict[str, str], fal_emulator: RunningServer) -> Iterator[Container]:
     """This process's container, built from the test environment (as a worker builds it)."""
     env = {
         **test_env,

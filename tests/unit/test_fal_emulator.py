@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, get_args
@@ -75,6 +76,9 @@ def serve() -> Iterator[Callable[..., RunningServer]]:
         return server
 
     yield start
+    # A zero timeout only signals; signalling all first lets them shut down side by side.
+    for server in servers:
+        server.stop(timeout=0)
     for server in servers:
         server.stop()
 
@@ -227,7 +231,9 @@ def test_invalid_input_is_refused_naming_the_field(
     server = serve()
     body = {"prompt": "p", "image_url": source_uri(), **change}
 
-    reply = http.post(f"{server.url}/{KONTEXT}", json={k: v for k, v in body.items() if v is not None})
+    reply = http.post(
+        f"{server.url}/{KONTEXT}", json={k: v for k, v in body.items() if v is not None}
+    )
 
     assert reply.status_code == 422
     [detail] = reply.json()["detail"]
@@ -288,7 +294,7 @@ def test_requests_beyond_the_concurrency_limit_wait_in_queue_with_positions(
     for reply in submitted:
         wait_completed(http, reply)
     runs = http.get(f"{server.url}/_emulator/requests").json()
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert later["started_at"] >= earlier["finished_at"]
 
 
@@ -439,3 +445,167 @@ def test_sources_are_fetched_over_http(
 
     assert "error" not in wait_completed(http, found)
     assert wait_completed(http, missing)["error_type"] == "file_download_error"
+
+
+def test_cancelling_queued_and_running_requests(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(concurrency=1, latency=5.0, jitter=0.0)
+    running, queued = submit(http, server), submit(http, server)
+    wait_for(
+        lambda: http.get(running.json()["status_url"]).json()["status"] == "IN_PROGRESS", "run"
+    )
+
+    for reply in (queued, running):
+        cancelled = http.put(reply.json()["cancel_url"])
+        assert (cancelled.status_code, cancelled.json()) == (
+            202,
+            {"status": "CANCELLATION_REQUESTED"},
+        )
+
+    for reply in (queued, running):
+        status = http.get(reply.json()["status_url"])
+        assert (status.status_code, status.json()["error_type"]) == (200, "request_cancelled")
+        assert http.get(reply.json()["response_url"]).status_code == 400
+    again = http.put(queued.json()["cancel_url"])
+    assert (again.status_code, again.json()) == (400, {"status": "ALREADY_COMPLETED"})
+    unknown = http.put(f"{server.url}/fal-ai/flux-pro/requests/nope/cancel")
+    assert (unknown.status_code, unknown.json()) == (404, {"status": "NOT_FOUND"})
+    assert http.get(f"{server.url}/_emulator/stats").json()["cancelled"] == 2
+    # The slot the cancelled request held is free again.
+    follower = submit(http, server)
+    wait_for(
+        lambda: http.get(follower.json()["status_url"]).json()["status"] == "IN_PROGRESS", "next"
+    )
+
+
+def test_a_completed_request_cannot_be_cancelled(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve()
+    submitted = submit(http, server)
+    wait_completed(http, submitted)
+
+    reply = http.put(submitted.json()["cancel_url"])
+
+    assert (reply.status_code, reply.json()) == (400, {"status": "ALREADY_COMPLETED"})
+    assert http.get(submitted.json()["response_url"]).status_code == 200
+
+
+def test_rotating_the_key_signs_with_the_new_one_and_keeps_the_old_one_published(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    receiver = Receiver()
+    hook = serve(receiver.app)
+    server = serve()
+    jwks_url = f"{server.url}/.well-known/jwks.json"
+    [original] = httpx.get(jwks_url).json()["keys"]
+
+    rotated = http.post(f"{server.url}/_emulator/rotate-key").json()
+    submit(http, server, params={"fal_webhook": f"{hook.url}/hook"})
+
+    jwks = httpx.get(jwks_url).json()
+    assert [key["kid"] for key in jwks["keys"]] == [original["kid"], rotated["kid"]]
+    headers, raw = wait_for(lambda: receiver.calls, "the webhook")[0]
+    assert verifying_kid(jwks, headers, raw) == rotated["kid"]
+    http.post(f"{server.url}/_emulator/rotate-key")
+    kids = [key["kid"] for key in httpx.get(jwks_url).json()["keys"]]
+    assert original["kid"] not in kids
+    assert rotated["kid"] in kids
+
+
+def test_admin_counts_and_lists_every_accepted_submission(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve()
+    accepted = [submit(http, server) for _ in range(2)]
+    submit(http, server, prompt="")
+
+    for reply in accepted:
+        wait_completed(http, reply)
+
+    listed = http.get(f"{server.url}/_emulator/requests").json()
+    assert [item["request_id"] for item in listed] == [r.json()["request_id"] for r in accepted]
+    assert all(item["status"] == "COMPLETED" and item["created_at"] for item in listed)
+    stats = http.get(f"{server.url}/_emulator/stats").json()
+    assert {key: stats[key] for key in ("accepted", "rejected", "completed", "failed")} == {
+        "accepted": 2,
+        "rejected": 1,
+        "completed": 2,
+        "failed": 0,
+    }
+
+
+def test_fault_rates_can_be_changed_while_running(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve()
+    config_url = f"{server.url}/_emulator/config"
+
+    assert http.patch(config_url, json={"rate_429": 1.0}).status_code == 200
+    assert submit(http, server).status_code == 429
+    assert http.patch(config_url, json={"rate_429": 0.0}).json()["rate_429"] == 0.0
+    assert submit(http, server).status_code == 200
+    assert http.patch(config_url, json={"rate_429": 2.0}).status_code == 422
+    assert http.patch(config_url, json={"latency": "slow"}).status_code == 422
+    assert http.patch(config_url, json={"colour": "red"}).status_code == 422
+    assert http.get(config_url).json()["rate_429"] == 0.0
+
+
+def test_a_full_queue_refuses_submits_past_fal_max_queue_length(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(concurrency=1, latency=5.0, jitter=0.0)
+    submit(http, server)
+
+    refused = submit(http, server, params={"fal_max_queue_length": "0"})
+    allowed = submit(http, server, params={"fal_max_queue_length": "1"})
+
+    assert refused.status_code == 429
+    assert refused.json()["error_type"] == "queue_full"
+    assert allowed.status_code == 200
+
+
+def test_sync_mode_returns_data_uris_and_num_images_gives_several(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve()
+    submitted = submit(http, server, sync_mode=True, num_images=2, seed=5)
+    wait_completed(http, submitted)
+
+    output = http.get(submitted.json()["response_url"]).json()
+
+    assert output["seed"] == 5
+    assert output["has_nsfw_concepts"] == [False, False]
+    urls = [image["url"] for image in output["images"]]
+    assert all(url.startswith("data:image/jpeg;base64,") for url in urls)
+    assert urls[0] != urls[1]
+    Image.open(io.BytesIO(base64.b64decode(urls[0].partition(",")[2]))).verify()
+
+
+def test_returned_urls_use_the_configured_public_base_url(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(public_base_url="https://fal.example.test/")
+
+    body = submit(http, server).json()
+
+    assert body["status_url"].startswith("https://fal.example.test/fal-ai/flux-pro/requests/")
+
+
+def test_the_aspect_ratio_lists_agree() -> None:
+    assert set(get_args(AspectRatio)) == set(ASPECT_RATIOS)
+
+
+def test_a_seeded_injector_draws_the_same_faults() -> None:
+    config = FalEmulatorConfig(rate_5xx=0.3, rate_429=0.3, rate_moderated=0.5, seed=9)
+
+    def draws() -> list[object]:
+        injector = FaultInjector(config)
+        return [
+            (injector.submit_fault(), injector.moderated(), injector.latency()) for _ in range(20)
+        ]
+
+    first = draws()
+    assert first == draws()
+    assert len({fault for fault, _, _ in first}) == 3

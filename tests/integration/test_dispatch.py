@@ -1,0 +1,118 @@
+"""Dispatch and guarded transitions on real PostgreSQL: capacity, order, races, duplicates."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from emulators.server import RunningServer
+from models.state import JobState
+from models.tables import Job
+from tests.factories import job_request
+from worker.pipeline import Pipeline
+from worker.providers.base import ErrorKind, Fault
+from worker.repository import Repository
+from worker.wiring import Container
+
+pytestmark = pytest.mark.integration
+
+
+def pipeline_with_capacity(container: Container, capacity: int) -> Pipeline:
+    return container.pipeline(
+        "test", dataclasses.replace(container.policy(), capacity={"fal": capacity})
+    )
+
+
+def queue_jobs(container: Container, count: int, **changes: object) -> list[uuid.UUID]:
+    return [container.jobs("test").create(job_request(**changes))[0].id for _ in range(count)]
+
+
+def states(container: Container, ids: list[uuid.UUID]) -> list[JobState]:
+    jobs = container.jobs("test")
+    return [jobs.get(i).job.state for i in ids]
+
+
+def test_dispatch_claims_no_more_than_free_capacity(container: Container) -> None:
+    ids = queue_jobs(container, 10)
+    pipeline = pipeline_with_capacity(container, 3)
+    assert pipeline.dispatch() == 3
+    assert pipeline.dispatch() == 0  # three are in flight: nothing is free
+    assert sorted(states(container, ids)).count(JobState.SUBMITTING) == 3
+
+
+def test_higher_priority_is_claimed_first(container: Container) -> None:
+    low = queue_jobs(container, 3, priority=0)
+    high = queue_jobs(container, 2, priority=10)
+    assert pipeline_with_capacity(container, 2).dispatch() == 2
+    assert states(container, high) == [JobState.SUBMITTING] * 2
+    assert states(container, low) == [JobState.QUEUED] * 3
+
+
+def test_jobs_waiting_for_backoff_are_not_claimed(container: Container) -> None:
+    later = queue_jobs(container, 2)
+    with container.engine.begin() as conn:
+        conn.execute(
+            update(Job).where(Job.id.in_(later)).values(run_after=Job.run_after + timedelta(hours=1))
+        )
+    assert pipeline_with_capacity(container, 10).dispatch() == 0
+
+
+def test_concurrent_claims_take_disjoint_jobs(container: Container) -> None:
+    queue_jobs(container, 6)
+    first, second = container.sessions(), container.sessions()
+    try:
+        a = Repository(first, "a").claim("fal", 3, 60)
+        b = Repository(second, "b").claim("fal", 3, 60)  # does not wait on a's locked rows
+        assert len(a) == 3 and len(b) == 3
+        assert not {c.job_id for c in a} & {c.job_id for c in b}
+    finally:
+        first.rollback()
+        second.rollback()
+        first.close()
+        second.close()
+
+
+def test_a_duplicate_submit_message_calls_the_provider_once(
+    container: Container, fal_emulator: RunningServer
+) -> None:
+    [job_id] = queue_jobs(container, 1)
+    pipeline = pipeline_with_capacity(container, 5)
+    before = httpx.get(f"{fal_emulator.url}/_emulator/stats").json()["accepted"]
+    assert pipeline.dispatch() == 1
+    assert pipeline.submit(job_id, 1) == "running"
+    assert pipeline.submit(job_id, 1) == "stale"  # the job moved on
+    after = httpx.get(f"{fal_emulator.url}/_emulator/stats").json()["accepted"]
+    assert after - before == 1
+    detail = container.jobs("test").get(job_id)
+    assert detail.job.state is JobState.RUNNING and len(detail.attempts) == 1
+
+
+def test_a_submit_redelivered_while_the_first_is_in_flight_stops(container: Container) -> None:
+    [job_id] = queue_jobs(container, 1)
+    pipeline = pipeline_with_capacity(container, 5)
+    pipeline.dispatch()
+    attempt = container.jobs("test").get(job_id).attempts[0]
+    with container.sessions.begin() as session:
+        assert Repository(session, "test").start_sending(attempt.id)  # the first delivery
+    assert pipeline.submit(job_id, 1) == "duplicate"
+
+
+def test_guarded_transitions_refuse_stale_attempts(container: Container) -> None:
+    [job_id] = queue_jobs(container, 1)
+    pipeline_with_capacity(container, 5).dispatch()
+    attempt = container.jobs("test").get(job_id).attempts[0]
+    stale = dataclasses.replace(attempt, number=attempt.number + 1)
+    fault = Fault(ErrorKind.RETRYABLE, "provider_unavailable", "503")
+    with container.sessions.begin() as session:
+        repo = Repository(session, "test")
+        assert not repo.mark_running(stale, "req-1", {}, 1.0)
+        assert not repo.fail(stale, fault)
+        assert repo.mark_running(attempt, "req-1", {}, 1.0)
+        assert not repo.mark_running(attempt, "req-1", {}, 1.0)  # a duplicate is zero rows
+    events = [e.transition for e in container.jobs("test").get(job_id).events]
+    assert events == ["create", "claim", "mark_running"]
