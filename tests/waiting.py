@@ -20,4 +20,6 @@ def wait_until(
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or probe}; last: {last!r}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what or probe}; last: {last!r}"
+    )

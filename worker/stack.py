@@ -63,20 +63,22 @@ class Stack:
     def start(self, name: str, args: Sequence[str], ready_url: str | None = None) -> None:
         """Start ``editq <args>`` as ``name``; wait for ``ready_url`` when given."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter running our own module
-            [sys.executable, "-m", "worker", *args],
-            env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        log = self.logs / f"{name}.log"
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with log.open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter running our own module
+                [sys.executable, "-m", "worker", *args],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         if ready_url:
             try:
                 wait_http(ready_url, 60, proc)
             except StackError as exc:
-                raise StackError(f"{name} did not start ({exc}); see {log.name}") from exc
+                raise StackError(f"{name} did not start ({exc}); see {log}") from exc
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to every process of ``name`` (its whole process group)."""

@@ -112,7 +112,8 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
 def test_invalid_fields_get_a_422_that_names_them_and_write_nothing(
     client: httpx.Client, container: Container, change: dict[str, Any], field: str, rule: str
 ) -> None:
-    answer = client.post("/v1/jobs", json=job_body(**change), headers=AUTH)
+    body = {**job_body(), **change}
+    answer = client.post("/v1/jobs", json=body, headers=AUTH)
     assert answer.status_code == 422
     error = answer.json()["error"]
     assert error["code"] == "validation_error"

@@ -57,7 +57,9 @@ def test_jobs_waiting_for_backoff_are_not_claimed(container: Container) -> None:
     later = queue_jobs(container, 2)
     with container.engine.begin() as conn:
         conn.execute(
-            update(Job).where(Job.id.in_(later)).values(run_after=Job.run_after + timedelta(hours=1))
+            update(Job)
+            .where(Job.id.in_(later))
+            .values(run_after=Job.run_after + timedelta(hours=1))
         )
     assert pipeline_with_capacity(container, 10).dispatch() == 0
 

@@ -56,7 +56,9 @@ def _tamper(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def test_the_s3_server_serves_presigned_urls_and_refuses_tampered_ones(container: Container) -> None:
+def test_the_s3_server_serves_presigned_urls_and_refuses_tampered_ones(
+    container: Container,
+) -> None:
     storage = container.storage
     storage.put("contract/signed.jpg", b"jpeg-bytes", "image/jpeg")
     url = storage.presign_get("contract/signed.jpg", 60)
@@ -64,7 +66,9 @@ def test_the_s3_server_serves_presigned_urls_and_refuses_tampered_ones(container
     assert httpx.get(_tamper(url)).status_code == 403
 
     put_url = storage.presign_put("contract/by-provider.png", "image/png", 60)
-    assert httpx.put(put_url, content=b"png", headers={"Content-Type": "image/png"}).status_code == 200
+    assert (
+        httpx.put(put_url, content=b"png", headers={"Content-Type": "image/png"}).status_code == 200
+    )
     assert storage.get("contract/by-provider.png") == b"png"
     forged = httpx.put(_tamper(put_url), content=b"evil", headers={"Content-Type": "image/png"})
     assert forged.status_code == 403

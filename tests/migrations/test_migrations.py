@@ -58,4 +58,6 @@ def test_downgrade_then_upgrade(empty_database: tuple[str, Engine]) -> None:
         assert conn.scalar(text("SELECT count(*) FROM pg_type WHERE typname = 'job_state'")) == 0
     upgrade(url)
     assert _differences(engine) == []
-    assert {"jobs", "attempts", "job_outputs", "job_events"} <= set(inspect(engine).get_table_names())
+    assert {"jobs", "attempts", "job_outputs", "job_events"} <= set(
+        inspect(engine).get_table_names()
+    )

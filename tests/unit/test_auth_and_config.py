@@ -34,7 +34,9 @@ def test_an_unknown_provider_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
         Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-def test_private_urls_are_allowed_only_in_development_or_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_private_urls_are_allowed_only_in_development_or_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("EDITQ_ENV", raising=False)
     monkeypatch.delenv("EDITQ_ALLOW_PRIVATE_URLS", raising=False)
     assert not Settings(_env_file=None).private_urls_allowed  # type: ignore[call-arg]

@@ -26,7 +26,13 @@ def test_a_base64_data_uri_is_an_image() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://example.com/a.jpg", "file:///etc/passwd", "example.com/a.jpg", "data:image/png,abc", "data:text/plain;base64,eA=="],
+    [
+        "ftp://example.com/a.jpg",
+        "file:///etc/passwd",
+        "example.com/a.jpg",
+        "data:image/png,abc",
+        "data:text/plain;base64,eA==",
+    ],
 )
 def test_other_image_references_are_refused(url: str) -> None:
     with pytest.raises(ValidationError) as caught:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
@@ -116,6 +117,6 @@ def test_an_unreadable_source_raises(source: bytes) -> None:
 @pytest.mark.parametrize(
     "options", [{"output_format": "webp"}, {"aspect_ratio": "5:4"}], ids=["format", "ratio"]
 )
-def test_unknown_options_are_refused(options: dict[str, object]) -> None:
+def test_unknown_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=str(next(iter(options)))):
         edit(make_source(), **options)

@@ -30,7 +30,8 @@ def test_a_public_url_is_fetched() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://internal.example.com/x", "http://localhost:8000/x", "http://169.254.169.254/latest"]
+    "url",
+    ["http://internal.example.com/x", "http://localhost:8000/x", "http://169.254.169.254/latest"],
 )
 def test_private_and_loopback_addresses_are_refused(url: str) -> None:
     with pytest.raises(FetchError, match="non-public address") as caught:
@@ -55,7 +56,9 @@ def test_large_bodies_are_cut_off() -> None:
     assert caught.value.permanent
 
 
-@pytest.mark.parametrize(("status", "permanent"), [(404, True), (410, True), (403, True), (502, False)])
+@pytest.mark.parametrize(
+    ("status", "permanent"), [(404, True), (410, True), (403, True), (502, False)]
+)
 def test_error_answers_say_whether_trying_again_helps(status: int, permanent: bool) -> None:
     with pytest.raises(FetchError) as caught:
         fetcher(lambda r: httpx.Response(status)).fetch("https://cdn.example.com/x")

@@ -16,7 +16,9 @@ def fault(kind: ErrorKind, retry_after: float | None = None) -> Fault:
     return Fault(kind, f"{kind.value}_code", "provider said so", retry_after)
 
 
-@pytest.mark.parametrize(("failures", "ceiling"), [(1, 2.0), (2, 4.0), (3, 8.0), (5, 32.0), (9, 60.0)])
+@pytest.mark.parametrize(
+    ("failures", "ceiling"), [(1, 2.0), (2, 4.0), (3, 8.0), (5, 32.0), (9, 60.0)]
+)
 def test_backoff_is_full_jitter_under_an_exponential_ceiling(failures: int, ceiling: float) -> None:
     rng = random.Random(1)
     draws = [backoff_seconds(failures, POLICY, rng) for _ in range(2000)]

@@ -72,8 +72,9 @@ class OutputOut(BaseModel):
 
 
 class AttemptOut(BaseModel):
-    """One provider call."""
+    """One provider call; ``id`` is the attempt id the provider sees (in its webhook URL)."""
 
+    id: str
     number: int
     provider: str
     outcome: str
@@ -159,6 +160,7 @@ def job_out(job: JobRecord) -> JobOut:
 
 def _attempt_out(a: AttemptRecord) -> AttemptOut:
     return AttemptOut(
+        id=str(a.id),
         number=a.number,
         provider=a.provider,
         outcome=a.outcome,

@@ -1,0 +1,131 @@
+"""Acceptance fixtures: the real ``editq`` processes (emulator, api, worker, scheduler).
+
+Each test module gets its own stack, started with the same commands a user runs, and talks
+to it only over HTTP: the API as a producer would, the emulator's ``/_emulator`` endpoints
+to inject faults and count what the provider was asked to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.waiting import wait_until
+from worker.stack import Stack, editq_env, free_port, start_all
+
+API_KEY = "acceptance-key"
+TERMINAL = {"succeeded", "failed", "canceled"}
+#: The emulator's behaviour at the start of every test.
+CALM = {
+    "latency": 0.3,
+    "jitter": 0.1,
+    "rate_5xx": 0.0,
+    "rate_429": 0.0,
+    "rate_422": 0.0,
+    "rate_moderated": 0.0,
+    "webhook_duplicates": 0,
+    "webhook_drop_rate": 0.0,
+    "webhook_retry_delays": [0.2, 0.5, 1.0],
+}
+
+
+@dataclass
+class Running:
+    """A running stack and clients for its API and its fal emulator."""
+
+    stack: Stack
+    api: httpx.Client
+    fal: httpx.Client
+
+    def submit(self, **changes: Any) -> dict[str, Any]:
+        """POST one job and return it."""
+        from tests.factories import job_body
+
+        answer = self.api.post("/v1/jobs", json=job_body(**changes))
+        assert answer.status_code == 201, answer.text
+        job: dict[str, Any] = answer.json()
+        return job
+
+    def job(self, job_id: str, events: bool = True) -> dict[str, Any]:
+        """GET one job (with its history)."""
+        job: dict[str, Any] = self.api.get(f"/v1/jobs/{job_id}", params={"events": events}).json()
+        return job
+
+    def wait_terminal(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait until the job is succeeded, failed or canceled."""
+
+        def finished() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["state"] in TERMINAL else None
+
+        return wait_until(
+            finished,
+            timeout=timeout,
+            interval=0.1,
+            what=f"job {job_id} to finish",
+        )
+
+    def faults(self, **changes: Any) -> None:
+        """Change the emulator's behaviour."""
+        answer = self.fal.patch("/_emulator/config", json=changes)
+        assert answer.status_code == 200, answer.text
+
+    def stats(self) -> dict[str, int]:
+        """The emulator's counters."""
+        stats: dict[str, int] = self.fal.get("/_emulator/stats").json()
+        return stats
+
+    def provider_outputs(self, request_id: str) -> list[bytes]:
+        """The images the emulator produced for ``request_id``, fetched as fal serves them."""
+        result = self.fal.get(f"/fal-ai/flux-pro/requests/{request_id}").json()
+        return [self.fal.get(image["url"]).content for image in result["images"]]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def start_stack(test_env: dict[str, str], logs: Path, *, webhooks: bool) -> Iterator[Running]:
+    """Start emulator, api, worker and scheduler; stop them afterwards."""
+    api_port, fal_port = free_port(), free_port()
+    api_url, fal_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{fal_port}"
+    env = editq_env(test_env, fal_url, public_url=api_url if webhooks else None)
+    env.update(
+        EDITQ_ENV="development",
+        EDITQ_API_KEYS=API_KEY,
+        EDITQ_QUEUE=f"{test_env['EDITQ_QUEUE']}-{uuid.uuid4().hex[:6]}",
+        EDITQ_TICK_SECONDS="0.2",
+        EDITQ_POLL_SECONDS="0.3",
+        EDITQ_POLL_MAX_SECONDS="1",
+        EDITQ_BACKOFF_BASE_SECONDS="0.3",
+        EDITQ_BACKOFF_MAX_SECONDS="1",
+        EDITQ_LEASE_SECONDS="10",
+    )
+    if not webhooks:
+        env.pop("EDITQ_PUBLIC_URL", None)
+    with Stack(env, logs) as stack:
+        start_all(stack, api_port=api_port, fal_port=fal_port)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        with (
+            httpx.Client(base_url=api_url, headers=headers, timeout=30) as api,
+            httpx.Client(
+                base_url=fal_url, headers={"Authorization": "Key test"}, timeout=30
+            ) as fal,
+        ):
+            yield Running(stack, api, fal)
+
+
+@pytest.fixture(autouse=True)
+def _calm_emulator(request: pytest.FixtureRequest) -> None:
+    """Every acceptance test starts with a well-behaved provider."""
+    for name in ("webhook_stack", "polling_stack"):
+        if name in request.fixturenames:
+            running: Running = request.getfixturevalue(name)
+            running.faults(**CALM)

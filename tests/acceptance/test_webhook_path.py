@@ -1,0 +1,131 @@
+"""End to end with webhooks: real processes, signed callbacks, outputs copied byte for byte."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.acceptance.conftest import Running, sha256, start_stack
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture(scope="module")
+def webhook_stack(
+    test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    yield from start_stack(test_env, tmp_path_factory.mktemp("logs"), webhooks=True)
+
+
+def test_a_job_succeeds_by_webhook_with_the_providers_bytes(webhook_stack: Running) -> None:
+    before = webhook_stack.stats()
+    job = webhook_stack.submit(input={"num_images": 2, "output_format": "png"})
+
+    done = webhook_stack.wait_terminal(job["id"])
+
+    assert done["state"] == "succeeded", done["error"]
+    finalize = next(e for e in done["events"] if e["transition"] == "begin_finalize")
+    assert finalize["actor"] == "webhook"  # the callback, not a poll, moved it on
+    assert webhook_stack.stats()["webhooks_sent"] > before["webhooks_sent"]
+    [attempt] = done["attempts"]
+    produced = webhook_stack.provider_outputs(attempt["request_id"])
+    assert len(done["outputs"]) == 2
+    for output, original in zip(done["outputs"], produced, strict=True):
+        stored = httpx.get(output["url"]).content  # the presigned GET from the API answer
+        assert sha256(stored) == sha256(original) == output["sha256"]
+        assert output["bytes"] == len(original) and output["content_type"] == "image/png"
+    assert done["cost_usd"] == pytest.approx(0.08)
+
+
+def test_a_webhook_delivered_three_times_finalizes_once(webhook_stack: Running) -> None:
+    webhook_stack.faults(webhook_duplicates=2)
+    sent_before = webhook_stack.stats()["webhooks_sent"]
+    job = webhook_stack.submit()
+
+    done = webhook_stack.wait_terminal(job["id"])
+    wait_until(
+        lambda: webhook_stack.stats()["webhooks_sent"] >= sent_before + 3,
+        timeout=20,
+        what="all three deliveries",
+    )
+
+    assert done["state"] == "succeeded"
+    final = webhook_stack.job(job["id"])
+    transitions = [e["transition"] for e in final["events"]]
+    assert transitions.count("begin_finalize") == 1
+    assert transitions.count("succeed") == 1
+    assert len(final["outputs"]) == 1 and len(final["attempts"]) == 1
+
+
+def test_a_forged_webhook_gets_401_and_changes_nothing(webhook_stack: Running) -> None:
+    webhook_stack.faults(latency=30)  # keep the real attempt running while we forge
+    job = webhook_stack.submit()
+    running = wait_until(
+        lambda: (j := webhook_stack.job(job["id"]))["state"] == "running" and j,
+        what="job to be running",
+    )
+    [attempt] = running["attempts"]
+    request_id = attempt["request_id"]
+
+    # Everything a real callback carries, for the real attempt, but not fal's signature.
+    forged = webhook_stack.api.post(
+        "/v1/webhooks/fal",
+        params={"attempt": attempt["id"]},
+        json={
+            "request_id": request_id,
+            "status": "OK",
+            "payload": {"images": [{"url": "http://evil/x.png"}]},
+        },
+        headers={
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": "someone",
+            "X-Fal-Webhook-Timestamp": str(int(time.time())),
+            "X-Fal-Webhook-Signature": "ab" * 64,
+        },
+    )
+
+    assert forged.status_code == 401
+    assert forged.json()["error"]["code"] == "webhook_signature_invalid"
+    after = webhook_stack.job(job["id"])
+    assert after["state"] == "running"
+    assert after["events"] == running["events"] and after["outputs"] == []
+    webhook_stack.api.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_a_422_from_fal_fails_the_job_at_once_without_retry(webhook_stack: Running) -> None:
+    webhook_stack.faults(rate_422=1.0)
+    before = webhook_stack.stats()
+    job = webhook_stack.submit()
+
+    done = webhook_stack.wait_terminal(job["id"])
+
+    assert done["state"] == "failed"
+    assert done["error"]["code"] == "provider_validation"
+    assert len(done["attempts"]) == 1
+    after = webhook_stack.stats()
+    assert after["rejected"] == before["rejected"] + 1
+    assert after["accepted"] == before["accepted"]  # nothing was paid for
+
+
+def test_a_503_is_retried_until_it_succeeds(webhook_stack: Running) -> None:
+    webhook_stack.faults(rate_5xx=1.0)
+    job = webhook_stack.submit()
+    wait_until(
+        lambda: len(webhook_stack.job(job["id"])["attempts"]) >= 2,
+        timeout=30,
+        what="a second attempt after the 503",
+    )
+    webhook_stack.faults(rate_5xx=0.0)
+
+    done = webhook_stack.wait_terminal(job["id"])
+
+    assert done["state"] == "succeeded"
+    failed = [a for a in done["attempts"] if a["outcome"] == "failed"]
+    assert failed and all(a["error"]["code"] == "provider_unavailable" for a in failed)
+    assert done["attempts"][-1]["outcome"] == "succeeded"
+    requeues = [e for e in done["events"] if e["transition"] == "requeue"]
+    assert len(requeues) == len(failed)
