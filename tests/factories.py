@@ -34,7 +34,7 @@ def job_request(**changes: Any) -> JobRequest:
     return JobRequest(**fields)
 
 
-def job_body(*, input: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:  # noqa: A002 - the API's field name
+def job_body(*, input: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
     """A valid ``POST /v1/jobs`` body; ``input`` changes are merged into a valid input."""
     edit = {"prompt": "Put the mug on a marble counter", "image_url": data_uri()}
     body: dict[str, Any] = {"model": "flux-kontext-pro", "input": {**edit, **(input or {})}}

@@ -106,7 +106,8 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker for editq's tasks."""
-    from worker.celery_app import app as celery, configure
+    from worker.celery_app import app as celery
+    from worker.celery_app import configure
 
     settings = load_settings()
     configure(celery, settings)

@@ -44,7 +44,7 @@ class InvalidTransition(EditqError):
 
 
 class Unauthorized(EditqError):
-    """Missing or unknown API key: send `Authorization: Bearer <key>` with a key from EDITQ_API_KEYS."""
+    """Missing or unknown API key: send `Authorization: Bearer <key>` (keys: EDITQ_API_KEYS)."""
 
     code = "unauthorized"
     status = 401

@@ -228,7 +228,10 @@ class Pipeline:
                 return "stale"
             job = repo.job(job_id)
             attempt = repo.current_attempt(job_id, number)
-        assert job is not None and attempt is not None and attempt.result is not None
+        # The lease was taken on a finalizing job, which always has its attempt and result.
+        assert job is not None
+        assert attempt is not None
+        assert attempt.result is not None
         try:
             stored = [
                 self._copy_output(job_id, index, spec)

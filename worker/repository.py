@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -155,7 +155,7 @@ class Repository:
     def count_by_state(self) -> dict[JobState, int]:
         """How many jobs are in each state."""
         rows = self.s.execute(select(Job.state, func.count()).group_by(Job.state))
-        return {state: count for state, count in rows}
+        return dict(rows)
 
     def in_flight(self) -> dict[str, int]:
         """Jobs each provider is working on (submitting or running), by provider."""
@@ -484,7 +484,7 @@ class Repository:
         return [(job_id, number) for job_id, number in rows]
 
     def expired_leases(self, limit: int) -> list[tuple[uuid.UUID, int, JobState]]:
-        """Submitting or finalizing jobs whose lease ran out: a worker died or a message was lost."""
+        """Submitting or finalizing jobs whose lease ran out (a worker died, a message was lost)."""
         rows = self.s.execute(
             select(Job.id, Job.attempt, Job.state)
             .where(

@@ -26,6 +26,6 @@ def run(pipeline: Pipeline, interval: float, stop: threading.Event) -> None:
                     report.polls,
                     report.repaired,
                 )
-        except Exception:  # noqa: BLE001 - a database or broker outage must not end the loop
+        except Exception:
             log.exception("tick failed; trying again in %.1f s", interval)
         stop.wait(interval)

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from emulators.server import run_in_thread
 from models.tables import Job, JobEvent
 from tests.factories import job_body
 from tests.integration.conftest import API_KEY
-from emulators.server import run_in_thread
 from worker.api.app import create_app
 from worker.wiring import Container
 

@@ -22,7 +22,7 @@ def fault(kind: ErrorKind, retry_after: float | None = None) -> Fault:
 def test_backoff_is_full_jitter_under_an_exponential_ceiling(failures: int, ceiling: float) -> None:
     rng = random.Random(1)
     draws = [backoff_seconds(failures, POLICY, rng) for _ in range(2000)]
-    assert 0 <= min(draws) and max(draws) <= ceiling
+    assert min(draws) >= 0 and max(draws) <= ceiling
     # Full jitter spreads over the whole range, not just near the ceiling.
     assert min(draws) < ceiling * 0.05 and max(draws) > ceiling * 0.95
 

@@ -13,7 +13,7 @@ def create_app(container: Container) -> FastAPI:
     """Build the app around an already built container."""
     app = FastAPI(
         title="editq",
-        summary="Asynchronous AI image edits: FLUX.1 Kontext jobs with PostgreSQL state and S3 outputs.",
+        summary="Asynchronous AI image edits: FLUX.1 Kontext jobs, PostgreSQL state, S3 outputs.",
         version="0.1.0",
     )
     app.state.container = container

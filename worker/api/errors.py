@@ -21,9 +21,7 @@ def _field(loc: tuple[Any, ...]) -> str:
     # FastAPI prefixes where the value came from ("body", "query", "header"); a body field
     # is named by its path inside the body, the others by their parameter name.
     parts = [str(p) for p in loc]
-    if parts and parts[0] == "body":
-        parts = parts[1:]
-    elif parts and parts[0] in {"query", "header", "path"}:
+    if (parts and parts[0] == "body") or (parts and parts[0] in {"query", "header", "path"}):
         parts = parts[1:]
     return ".".join(parts) or "body"
 

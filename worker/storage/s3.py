@@ -36,9 +36,8 @@ class S3Storage:
         except httpx.HTTPError as exc:
             raise StorageError(f"cannot reach the object store: {exc}") from exc
         if response.status_code >= 300:
-            raise StorageError(
-                f"the object store refused PUT {key!r}: {response.status_code} {response.text[:200]}"
-            )
+            detail = f"{response.status_code} {response.text[:200]}"
+            raise StorageError(f"the object store refused PUT {key!r}: {detail}")
         return ObjectInfo(key, len(data), content_type)
 
     def get(self, key: str) -> bytes:

@@ -1,0 +1,113 @@
+"""The ``editq`` command as ops and producers run it, against a running stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import Running, start_stack
+from tests.waiting import wait_until
+from worker.samples import product_photo
+
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture(scope="module")
+def cli_stack(
+    test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    yield from start_stack(test_env, tmp_path_factory.mktemp("logs"), webhooks=True)
+
+
+def editq(stack: Running, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``editq <args>`` with the stack's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env={**stack.stack.env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "teapot.jpg"
+    path.write_bytes(product_photo("teapot", 3))
+    return path
+
+
+def test_submit_a_local_file_and_wait(cli_stack: Running, photo: Path) -> None:
+    run = editq(cli_stack, "submit", str(photo), "Put the teapot on a wooden table", "--wait")
+
+    assert run.returncode == 0, run.stderr
+    job_id = run.stdout.splitlines()[0].strip()
+    job = cli_stack.job(job_id)
+    assert job["state"] == "succeeded"
+    # The file was uploaded to our bucket and the provider read it from a presigned URL.
+    assert f"/{cli_stack.stack.env['EDITQ_S3_BUCKET']}/inputs/" in job["input"]["image_url"]
+    assert "succeeded" in run.stdout and job["outputs"][0]["key"] in run.stdout
+    events = [e["actor"] for e in job["events"] if e["transition"] == "create"]
+    assert events == ["cli"]
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--aspect-ratio", "5:4"], "aspect_ratio"),
+        (["--num-images", "9"], "num_images"),
+        (["--output-format", "gif"], "output_format"),
+    ],
+)
+def test_bad_options_exit_2_naming_the_field_and_submit_nothing(
+    cli_stack: Running, photo: Path, args: list[str], field: str
+) -> None:
+    before = cli_stack.api.get("/v1/jobs", params={"limit": 500}).json()["jobs"]
+    run = editq(cli_stack, "submit", str(photo), "make it pop", *args)
+    assert run.returncode == 2
+    assert field in run.stderr
+    assert cli_stack.api.get("/v1/jobs", params={"limit": 500}).json()["jobs"] == before
+
+
+def test_a_missing_file_exits_2(cli_stack: Running, tmp_path: Path) -> None:
+    run = editq(cli_stack, "submit", str(tmp_path / "nope.jpg"), "make it pop")
+    assert run.returncode == 2
+    assert "source" in run.stderr
+
+
+def test_jobs_show_of_an_unknown_id_exits_3(cli_stack: Running) -> None:
+    run = editq(cli_stack, "jobs", "show", "00000000-0000-4000-8000-000000000000")
+    assert run.returncode == 3
+    assert "job_not_found" in run.stderr
+
+
+def test_list_cancel_and_retry(cli_stack: Running) -> None:
+    cli_stack.faults(latency=30)
+    job = cli_stack.submit(external_id="SKU-CLI")
+    wait_until(lambda: cli_stack.job(job["id"])["state"] == "running", what="job to run")
+
+    listed = editq(cli_stack, "jobs", "list", "--state", "running")
+    assert listed.returncode == 0 and job["id"] in listed.stdout
+
+    canceled = editq(cli_stack, "jobs", "cancel", job["id"], "--reason", "wrong photo")
+    assert canceled.returncode == 0 and "canceled" in canceled.stdout
+    again = editq(cli_stack, "jobs", "cancel", job["id"])
+    assert again.returncode == 5 and "invalid_transition" in again.stderr
+
+    cli_stack.faults(latency=0.3)
+    retried = editq(cli_stack, "jobs", "retry", job["id"], "--reason", "photo fixed")
+    assert retried.returncode == 0 and "queued" in retried.stdout
+    done = cli_stack.wait_terminal(job["id"])
+    assert done["state"] == "succeeded"
+    reasons = [(e["transition"], e["actor"], e["reason"]) for e in done["events"]]
+    assert ("cancel", "cli", "wrong photo") in reasons
+    assert ("retry", "cli", "photo fixed") in reasons
+
+    shown = editq(cli_stack, "jobs", "show", job["id"])
+    assert shown.returncode == 0
+    assert "succeeded" in shown.stdout and "history" in shown.stdout
