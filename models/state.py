@@ -75,9 +75,7 @@ TRANSITIONS: dict[Transition, Move] = {
     # Every output is copied and recorded.
     Transition.SUCCEED: Move(frozenset({_S.FINALIZING}), _S.SUCCEEDED),
     # A retryable failure, a rate limit, or the repair of an expired lease: try again later.
-    Transition.REQUEUE: Move(
-        frozenset({_S.SUBMITTING, _S.RUNNING, _S.FINALIZING}), _S.QUEUED
-    ),
+    Transition.REQUEUE: Move(frozenset({_S.SUBMITTING, _S.RUNNING, _S.FINALIZING}), _S.QUEUED),
     # A terminal error, or the last allowed attempt failed.
     Transition.FAIL: Move(frozenset({_S.SUBMITTING, _S.RUNNING, _S.FINALIZING}), _S.FAILED),
     # A producer or ops gave up on the job; anything not yet terminal can be canceled.

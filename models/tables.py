@@ -138,9 +138,7 @@ class Attempt(Base):
     outcome: Mapped[str] = mapped_column(Text, server_default="pending")
     request_id: Mapped[str | None] = mapped_column(Text)
     #: Provider-specific handles to follow (fal's status, response and cancel URLs).
-    provider_data: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, server_default=text("'{}'::jsonb")
-    )
+    provider_data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     #: What the provider returned when it finished: the outputs to copy.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error_code: Mapped[str | None] = mapped_column(Text)
