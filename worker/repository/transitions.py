@@ -1,0 +1,225 @@
+"""The named guarded transitions: each moves a job along one edge of the lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from models.state import Transition
+from models.tables import Job, JobOutput
+from worker.providers.base import Fault
+from worker.records import (
+    AttemptRecord,
+    JobRecord,
+    OutputRecord,
+)
+from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.reads import job_record
+
+
+class Transitions(SessionBound):
+    """One method per transition of :data:`models.state.TRANSITIONS`."""
+
+    def mark_running(
+        self,
+        attempt: AttemptRecord,
+        request_id: str,
+        provider_data: dict[str, Any],
+        poll_in_seconds: float,
+    ) -> bool:
+        """The provider accepted ``attempt`` as ``request_id``."""
+        moved = self._move(
+            attempt.job_id,
+            Transition.MARK_RUNNING,
+            attempt.number,
+            {"lease_expires_at": None, "next_poll_at": seconds_from_now(poll_in_seconds)},
+            data={"request_id": request_id},
+        )
+        if moved:
+            self._update_attempt(
+                attempt.id,
+                outcome="running",
+                request_id=request_id,
+                provider_data=provider_data,
+                submitted_at=NOW,
+            )
+        return moved
+
+    def begin_finalize(
+        self,
+        attempt: AttemptRecord,
+        request_id: str | None,
+        result: dict[str, Any],
+        lease_seconds: float,
+    ) -> bool:
+        """The provider finished ``attempt`` with ``result``; finalize may take the job."""
+        moved = self._move(
+            attempt.job_id,
+            Transition.BEGIN_FINALIZE,
+            attempt.number,
+            {
+                "lease_expires_at": seconds_from_now(lease_seconds),
+                "lease_token": None,
+                "next_poll_at": None,
+            },
+        )
+        if moved:
+            values: dict[str, Any] = {"result": result, "outcome": "finalizing"}
+            if request_id and attempt.request_id is None:
+                values["request_id"] = request_id
+            self._update_attempt(attempt.id, **values)
+        return moved
+
+    def succeed(
+        self,
+        attempt: AttemptRecord,
+        token: uuid.UUID,
+        outputs: Sequence[OutputRecord],
+        cost_usd: Decimal,
+    ) -> bool:
+        """Every output is stored: record them and finish the job (once)."""
+        moved = self._move(
+            attempt.job_id,
+            Transition.SUCCEED,
+            attempt.number,
+            {
+                "lease_expires_at": None,
+                "lease_token": None,
+                "completed_at": NOW,
+                "error_code": None,
+                "error_message": None,
+                "cost_usd": Job.cost_usd + cost_usd,
+            },
+            extra_where=(Job.lease_token == token,),
+            data={"outputs": len(outputs)},
+        )
+        if moved:
+            self.s.execute(
+                insert(JobOutput),
+                [
+                    {
+                        "job_id": attempt.job_id,
+                        "index": o.index,
+                        "key": o.key,
+                        "content_type": o.content_type,
+                        "width": o.width,
+                        "height": o.height,
+                        "bytes": o.bytes,
+                        "sha256": o.sha256,
+                    }
+                    for o in outputs
+                ],
+            )
+            self._update_attempt(
+                attempt.id, outcome="succeeded", finished_at=NOW, cost_usd=cost_usd
+            )
+        return moved
+
+    def requeue(
+        self,
+        attempt: AttemptRecord,
+        fault: Fault,
+        delay_seconds: float,
+        *,
+        counts: bool,
+        next_provider: str,
+    ) -> bool:
+        """Send the job back to the queue after a failed attempt."""
+        moved = self._move(
+            attempt.job_id,
+            Transition.REQUEUE,
+            attempt.number,
+            {
+                "run_after": seconds_from_now(delay_seconds),
+                "failed_attempts": Job.failed_attempts + (1 if counts else 0),
+                "provider": next_provider,
+                "lease_expires_at": None,
+                "lease_token": None,
+                "next_poll_at": None,
+                "error_code": fault.code,
+                "error_message": fault.message,
+            },
+            reason=fault.code,
+            data={"kind": fault.kind.value, "delay_seconds": round(delay_seconds, 3)},
+        )
+        if moved:
+            self._finish_attempt(attempt.id, "failed", fault)
+        return moved
+
+    def fail(self, attempt: AttemptRecord, fault: Fault) -> bool:
+        """Fail the job for good with ``fault``."""
+        moved = self._move(
+            attempt.job_id,
+            Transition.FAIL,
+            attempt.number,
+            {
+                "lease_expires_at": None,
+                "lease_token": None,
+                "next_poll_at": None,
+                "completed_at": NOW,
+                "failed_attempts": Job.failed_attempts + 1,
+                "error_code": fault.code,
+                "error_message": fault.message,
+            },
+            reason=fault.code,
+            data={"kind": fault.kind.value},
+        )
+        if moved:
+            self._finish_attempt(attempt.id, "failed", fault)
+        return moved
+
+    def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRecord | None:
+        """Cancel a job that is not terminal; returns it as it was before, or None."""
+        before = self.s.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+        if before is None:
+            return None
+        record = job_record(before)
+        moved = self._move(
+            job_id,
+            Transition.CANCEL,
+            None,
+            {
+                "lease_expires_at": None,
+                "lease_token": None,
+                "next_poll_at": None,
+                "completed_at": NOW,
+            },
+            reason=reason,
+        )
+        return record if moved else None
+
+    def retry(self, job_id: uuid.UUID, reason: str | None) -> bool:
+        """Send a failed or canceled job round again with a fresh attempt budget."""
+        return self._move(
+            job_id,
+            Transition.RETRY,
+            None,
+            {
+                "run_after": NOW,
+                "failed_attempts": 0,
+                "provider": Job.providers[1],
+                "completed_at": None,
+                "error_code": None,
+                "error_message": None,
+            },
+            reason=reason,
+        )
+
+    def abandon(self, attempt: AttemptRecord, fault: Fault) -> bool:
+        """Requeue a job whose submitting worker vanished, without counting the attempt."""
+        moved = self._move(
+            attempt.job_id,
+            Transition.REQUEUE,
+            attempt.number,
+            {"run_after": NOW, "lease_expires_at": None, "lease_token": None},
+            reason=fault.code,
+            data={"kind": fault.kind.value},
+        )
+        if moved:
+            self._finish_attempt(attempt.id, "abandoned", fault)
+        return moved
