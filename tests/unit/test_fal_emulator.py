@@ -286,7 +286,7 @@ def test_injected_submit_faults_answer_fals_error_bodies(
 def test_requests_beyond_the_concurrency_limit_wait_in_queue_with_positions(
     serve: Callable[..., RunningServer], http: httpx.Client
 ) -> None:
-    server = serve(concurrency=1, latency=0.3)
+    server = serve(concurrency=1)
 
     submitted = [submit(http, server) for _ in range(3)]
 
@@ -384,6 +384,21 @@ def test_webhook_duplicates_can_be_injected(
 
     wait_for(lambda: len(receiver.calls) == 3, "the webhook and its duplicates")
     assert len({raw for _, raw in receiver.calls}) == 1
+
+
+def test_webhooks_can_be_dropped_on_purpose(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    receiver = Receiver()
+    hook = serve(receiver.app)
+    server = serve(webhook=WebhookPolicy(drop_rate=1.0))
+
+    submit(http, server, params={"fal_webhook": f"{hook.url}/hook"})
+
+    stats_url = f"{server.url}/_emulator/stats"
+    wait_for(lambda: http.get(stats_url).json()["webhooks_dropped"] == 1, "the dropped webhook")
+    # The drop is decided before any attempt, so nothing can still be on its way.
+    assert receiver.calls == []
 
 
 def test_a_moderated_request_completes_with_a_content_policy_error(
