@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     #: Largest output image the worker will download.
     max_output_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     http_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Largest request body the API accepts (a job with a data-URI image is the largest).
+    max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
 
     @field_validator("api_keys", "providers", mode="before")
     @classmethod

@@ -132,6 +132,17 @@ def test_malformed_json_is_a_422_on_the_body(client: httpx.Client) -> None:
     assert answer.json()["error"]["fields"][0]["rule"] == "json_invalid"
 
 
+def test_an_oversized_body_is_refused_before_it_is_read(
+    client: httpx.Client, container: Container
+) -> None:
+    limit = container.settings.max_request_bytes
+    huge = job_body(input={"image_url": "data:image/png;base64," + "A" * limit})
+    answer = client.post("/v1/jobs", json=huge, headers=AUTH)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "body_too_large"
+    assert _rows(container) == (0, 0)
+
+
 def test_idempotency_key_gives_back_the_same_job(
     client: httpx.Client, container: Container
 ) -> None:

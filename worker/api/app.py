@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from worker.api import errors, routes_jobs, routes_system
 from worker.api.auth import KeyRing
@@ -19,6 +22,19 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     app.state.keys = KeyRing(k.get_secret_value() for k in container.settings.api_keys)
     errors.install(app)
+    limit = container.settings.max_request_bytes
+
+    @app.middleware("http")
+    async def _bounded_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Refuse an oversized body before reading it; a data-URI image is the largest input.
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > limit:
+            message = f"request body is larger than {limit} bytes (EDITQ_MAX_REQUEST_BYTES)"
+            return JSONResponse(errors.error_body("body_too_large", message), status_code=413)
+        return await call_next(request)
+
     app.include_router(routes_jobs.router)
     app.include_router(routes_system.router)
     return app
