@@ -112,11 +112,11 @@ class Pipeline:
     def submit(self, job_id: uuid.UUID, number: int) -> str:
         """Make the one provider call of attempt ``number``; returns what happened."""
         with self._db.transaction() as repo:
-            job = repo.job(job_id)
-            attempt = repo.current_attempt(job_id, number)
-            if job is None or attempt is None or job.state is not JobState.SUBMITTING:
+            found = repo.job_at(job_id, number, JobState.SUBMITTING)
+            if found is None:
                 return "stale"
-            if job.attempt != number or not repo.start_sending(attempt.id):
+            job, attempt = found
+            if not repo.start_sending(attempt.id):
                 return "duplicate"
         provider = self._providers[attempt.provider]
         public_url = self._policy.public_url
@@ -137,12 +137,10 @@ class Pipeline:
     def poll(self, job_id: uuid.UUID, number: int) -> str:
         """Ask the provider about a running attempt and act on the answer."""
         with self._db.transaction() as repo:
-            job = repo.job(job_id)
-            attempt = repo.current_attempt(job_id, number)
-        if job is None or attempt is None or job.state is not JobState.RUNNING:
+            found = repo.job_at(job_id, number, JobState.RUNNING)
+        if found is None:
             return "stale"
-        if job.attempt != number:
-            return "stale"
+        job, attempt = found
         provider = self._providers[attempt.provider]
         try:
             outcome = provider.status(_ref(attempt))
@@ -226,11 +224,10 @@ class Pipeline:
         with self._db.transaction() as repo:
             if not repo.take_finalize_lease(job_id, number, token, self._policy.lease_seconds):
                 return "stale"
-            job = repo.job(job_id)
-            attempt = repo.current_attempt(job_id, number)
-        # The lease was taken on a finalizing job, which always has its attempt and result.
-        assert job is not None
-        assert attempt is not None
+            found = repo.job_at(job_id, number, JobState.FINALIZING)
+        # The lease was just taken on this finalizing attempt, which has its result.
+        assert found is not None
+        job, attempt = found
         assert attempt.result is not None
         try:
             stored = [

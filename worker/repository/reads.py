@@ -60,6 +60,19 @@ class Reads(SessionBound):
         row = self.s.get(Attempt, attempt_id)
         return None if row is None else attempt_record(row)
 
+    def job_at(
+        self, job_id: uuid.UUID, number: int, state: JobState
+    ) -> tuple[JobRecord, AttemptRecord] | None:
+        """The job and its attempt ``number``, if the job is in ``state`` on that attempt.
+
+        None means the message asking for this step is stale: the job moved on.
+        """
+        job = self.job(job_id)
+        if job is None or job.state is not state or job.attempt != number:
+            return None
+        attempt = self.current_attempt(job_id, number)
+        return None if attempt is None else (job, attempt)
+
     def current_attempt(self, job_id: uuid.UUID, number: int) -> AttemptRecord | None:
         """Attempt ``number`` of a job."""
         row = self.s.scalars(
