@@ -13,8 +13,8 @@ from types import ModuleType
 from typing import ClassVar
 
 from worker.services.errors import EmbeddedPackagesMissing, ServiceStartFailed
-from worker.services.home import Home, State, port_is_free
-from worker.services.process import POLL_SECONDS, RunAs, launch, log_tail, runs_in
+from worker.services.home import Home, PortPairs, State, port_is_free
+from worker.services.process import POLL_SECONDS, RunAs, Stopping, launch, log_tail, runs_in
 
 
 class Service(ABC):
@@ -24,8 +24,12 @@ class Service(ABC):
     name: ClassVar[str]
     #: The ports it listens on, each chosen by the first ``up`` and kept in the state file.
     port_names: ClassVar[tuple[str, ...]]
+    #: Ports it needs a fixed distance apart (see ``home.choose_ports``).
+    port_pairs: ClassVar[PortPairs] = {}
     #: The signal that asks it for a quick, clean shutdown.
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    #: Seconds it may take to stop before it is killed.
+    stop_grace: ClassVar[float] = 30.0
 
     def __init__(self, home: Home, state: State) -> None:
         """``home`` holds its files; ``state`` its ports and secrets."""
@@ -50,6 +54,10 @@ class Service(ABC):
             return None
         return pid if runs_in(pid, self.data_dir) else None
 
+    def stopping(self) -> Stopping:
+        """How ``down`` stops it."""
+        return Stopping(self.stop_signal, self.stop_grace)
+
     def busy_ports(self) -> list[int]:
         """Its ports that another program holds now (check before a start)."""
         ports = [self.state.ports[name] for name in self.port_names]
@@ -61,7 +69,7 @@ class Service(ABC):
         self.prepare()
         try:
             pid = launch(self.command(), cwd=self.data_dir, log=self.log, run_as=self.run_as())
-        except subprocess.CalledProcessError as exc:
+        except subprocess.SubprocessError as exc:
             raise self.failure("could not be started") from exc
         self.home.pidfile(self.name).write_text(f"{pid}\n")
 

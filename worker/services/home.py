@@ -2,11 +2,12 @@
 
 Layout (``<name>`` is ``postgres``, ``valkey`` or ``seaweedfs``)::
 
-    state.json      ports and secrets chosen by the first ``up``, kept so ``env`` is stable
-    <name>/         the server's data directory (and its working directory)
-    logs/<name>.log the server's output
-    run/<name>.pid  the server's pid while it runs
-    .lock           held while ``up`` or ``down`` changes anything
+    state.json          ports and secrets chosen by the first ``up``, so ``env`` is stable
+    seaweedfs-s3.json   the S3 server's identities (its access key and secret)
+    <name>/             the server's data directory (and its working directory)
+    logs/<name>.log     the server's output
+    run/<name>.pid      the server's pid while it runs
+    .lock               held while ``up`` or ``down`` changes anything
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import os
 import secrets
 import socket
 import string
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+_MAX_PORT = 65535
 _STATE_VERSION = 1
+
+#: Port name -> (name of a port that must be this one + offset, offset).
+PortPairs = Mapping[str, tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -39,25 +44,23 @@ class State:
     api_key: str
 
     @classmethod
-    def generate(cls, port_names: Iterable[str]) -> State:
-        """New random secrets and a free port for each name."""
-        names = list(port_names)
+    def generate(cls, port_names: Iterable[str], pairs: PortPairs) -> State:
+        """New random secrets and free ports (see ``choose_ports``)."""
         key_alphabet = string.ascii_uppercase + string.digits
         return cls(
-            ports=dict(zip(names, free_ports(len(names)), strict=True)),
+            ports=choose_ports(port_names, pairs),
             postgres_password=secrets.token_hex(16),
             s3_access_key="EDITQ" + "".join(secrets.choice(key_alphabet) for _ in range(15)),
             s3_secret_key=secrets.token_urlsafe(30),
             api_key="editq-dev-" + secrets.token_urlsafe(24),
         )
 
-    def with_ports_for(self, port_names: Iterable[str]) -> State:
-        """This state, with a free port added for any name it does not have yet."""
+    def with_ports_for(self, port_names: Iterable[str], pairs: PortPairs) -> State:
+        """This state, with free ports added for any names it does not have yet."""
         missing = [name for name in port_names if name not in self.ports]
         if not missing:
             return self
-        added = dict(zip(missing, free_ports(len(missing)), strict=True))
-        return replace(self, ports={**self.ports, **added})
+        return replace(self, ports={**self.ports, **choose_ports(missing, pairs)})
 
     def to_json(self) -> str:
         """The state file's text."""
@@ -133,14 +136,43 @@ def write_private(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on loopback right now."""
-    # All sockets stay bound until every port is read, so the ports are distinct.
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+def choose_ports(names: Iterable[str], pairs: PortPairs) -> dict[str, int]:
+    """A distinct port free on loopback now for each of ``names``.
+
+    ``pairs`` maps a name to (another name, offset) when the other port must be this one's
+    plus ``offset``; a pair applies when both names are chosen together.
+    """
+    wanted = list(names)
+    tied = {other for name, (other, _) in pairs.items() if name in wanted}
+    chosen: dict[str, int] = {}
+    # Every socket stays bound until all ports are chosen, so the ports are distinct.
+    with contextlib.ExitStack() as held:
+        for name in wanted:
+            if name in tied:
+                continue
+            if name in pairs:
+                other, offset = pairs[name]
+                chosen[name], chosen[other] = _hold_pair(held, offset)
+            else:
+                chosen[name] = _hold(held)
+    return chosen
+
+
+def _hold(held: contextlib.ExitStack, port: int = 0) -> int:
+    """Bind ``port`` (0: any free one) on loopback until ``held`` closes; return it."""
+    sock = held.enter_context(socket.socket())
+    sock.bind((LOOPBACK, port))
+    return int(sock.getsockname()[1])
+
+
+def _hold_pair(held: contextlib.ExitStack, offset: int) -> tuple[int, int]:
+    """Two free ports ``offset`` apart, held until ``held`` closes."""
+    for _ in range(100):
+        port = _hold(held)
+        if port + offset <= _MAX_PORT:
+            with contextlib.suppress(OSError):  # taken: try another base port
+                return port, _hold(held, port + offset)
+    raise OSError(f"found no two free loopback ports {offset} apart")
 
 
 def port_is_free(port: int) -> bool:

@@ -79,14 +79,15 @@ class Postgres(Service):
     def command(self) -> list[str]:
         """``postgres`` on the loopback port; ``-k ''`` turns Unix sockets off."""
         port = str(self.state.ports["postgres"])
-        return [str(_binaries() / "postgres"), "-D", str(self.data_dir)] + [
+        return [
+            *(str(_binaries() / "postgres"), "-D", str(self.data_dir)),
             *("-h", LOOPBACK, "-p", port, "-k", ""),
         ]
 
     def probe(self) -> str | None:
         """Connect, and create the ``editq`` database if it is missing."""
-        import psycopg  # noqa: PLC0415  # the CLI imports this package; keep its start fast
-        from psycopg import sql  # noqa: PLC0415  # same
+        import psycopg  # the CLI imports this package; keep its start fast
+        from psycopg import sql  # same
 
         try:
             with psycopg.connect(

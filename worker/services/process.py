@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 #: How often a wait re-checks its condition.
 POLL_SECONDS = 0.02
+#: How long a SIGKILLed process may take to disappear.
+_KILL_WAIT_SECONDS = 5.0
 
 # Run by a throwaway interpreter: start the server in a session of its own, print its pid,
 # exit. The server is then not our child but init's, so whoever stops it, it is reaped (no
@@ -52,8 +55,8 @@ def server_environment() -> dict[str, str]:
 def launch(argv: Sequence[str], *, cwd: Path, log: Path, run_as: RunAs | None) -> int:
     """Start ``argv`` detached in ``cwd``, output appended to ``log``; return its pid.
 
-    Raises ``subprocess.CalledProcessError`` when the program could not be started
-    (the reason is in ``log``).
+    Raises ``subprocess.SubprocessError`` when the program could not be started (the
+    reason is in ``log``).
     """
     ids = [str(run_as.uid), str(run_as.gid)] if run_as else ["", ""]
     with log.open("ab") as log_file:
@@ -75,11 +78,12 @@ def is_alive(pid: int) -> bool:
     if not _has_procfs():
         return _pid_exists(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
         return False
-    # The state letter follows the parenthesised command name, which may contain spaces.
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+    # Every thread counts: the main thread of an exiting server can be a zombie while
+    # others still hold its sockets open.
+    return any(_thread_alive(thread) for thread in threads)
 
 
 def runs_in(pid: int, directory: Path) -> bool:
@@ -95,19 +99,39 @@ def runs_in(pid: int, directory: Path) -> bool:
     try:
         return Path(os.readlink(f"/proc/{pid}/cwd")) == directory
     except (FileNotFoundError, PermissionError):
-        # Gone meanwhile, or another user's process (ours run as us, or as a user of root's).
+        # Gone meanwhile, or another user's process: ours run as us (or, when we are
+        # root, as a user whose processes root can inspect).
         return False
 
 
-def stop(pids: dict[int, signal.Signals], *, timeout: float) -> None:
-    """Send each pid its signal, wait until all are gone; SIGKILL what is left at the deadline."""
-    for pid, signum in pids.items():
-        _signal(pid, signum)
-    if _wait_gone(pids, timeout):
-        return
-    for pid in pids:
-        _signal(pid, signal.SIGKILL)
-    _wait_gone(pids, timeout=5.0)
+@dataclass(frozen=True)
+class Stopping:
+    """How one server is stopped: the signal that asks it to, and how long it may take."""
+
+    signum: signal.Signals
+    grace: float
+
+
+def stop(servers: Mapping[int, Stopping]) -> list[int]:
+    """Signal each pid, SIGKILL any still alive after its grace, and wait until all are gone.
+
+    Returns the pids that had to be killed.
+    """
+    started = time.monotonic()
+    for pid, how in servers.items():
+        _signal(pid, how.signum)
+    killed: list[int] = []
+    give_up = max((how.grace for how in servers.values()), default=0.0) + _KILL_WAIT_SECONDS
+    while alive := [pid for pid in servers if is_alive(pid)]:
+        elapsed = time.monotonic() - started
+        for pid in alive:
+            if pid not in killed and elapsed > servers[pid].grace:
+                _signal(pid, signal.SIGKILL)
+                killed.append(pid)
+        if elapsed > give_up:
+            break  # unkillable (stuck in the kernel): nothing more we can do
+        time.sleep(POLL_SECONDS)
+    return killed
 
 
 def log_tail(log: Path, lines: int = 15) -> str:
@@ -122,20 +146,18 @@ def log_tail(log: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _wait_gone(pids: dict[int, signal.Signals], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(is_alive(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(POLL_SECONDS)
-    return True
-
-
 def _signal(pid: int, signum: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone: that is what we wanted
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass  # already gone: that is what we wanted
+
+
+def _thread_alive(thread: Path) -> bool:
+    try:
+        stat = (thread / "stat").read_text()
+    except FileNotFoundError:
+        return False
+    # The state letter follows the parenthesised command name, which may contain spaces.
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 @functools.cache

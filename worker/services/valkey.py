@@ -36,7 +36,7 @@ class Valkey(Service):
 
     def probe(self) -> str | None:
         """PING."""
-        import redis  # noqa: PLC0415  # the CLI imports this package; keep its start fast
+        import redis  # the CLI imports this package; keep its start fast
 
         client = redis.Redis(
             host=LOOPBACK,
