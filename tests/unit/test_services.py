@@ -24,7 +24,11 @@ def test_shell_lines_survive_eval_and_are_exported() -> None:
     lines = services.ServiceEnv(dict(TRICKY)).shell()
     script = 'eval "$1"; exec env'
     done = subprocess.run(
-        ["/bin/sh", "-c", script, "sh", lines], capture_output=True, text=True, check=True
+        ["/bin/sh", "-c", script, "sh", lines],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # only what eval sets
     )
     seen = dict(
         line.split("=", 1) for line in done.stdout.splitlines() if line.startswith("EDITQ_")
