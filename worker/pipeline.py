@@ -30,6 +30,7 @@ from worker.providers.base import (
     Failed,
     Fault,
     Outcome,
+    Pending,
     Provider,
     ProviderCallError,
 )
@@ -119,18 +120,26 @@ class Pipeline:
             if not repo.start_sending(attempt.id):
                 return "duplicate"
         provider = self._providers[attempt.provider]
+        edit = EditInput.model_validate(job.input)
         public_url = self._policy.public_url
         webhook = provider.webhook_url(public_url, attempt.id) if public_url else None
+        upload = self._upload_url(job.id, edit) if provider.uploads_directly else None
         try:
-            sent = provider.submit(
-                job.model, EditInput.model_validate(job.input), attempt.id, webhook
-            )
+            sent = provider.submit(job.model, edit, attempt.id, webhook, upload)
         except ProviderCallError as exc:
             return self._after_failure(job, attempt, exc.fault)
         first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
         with self._db.transaction() as repo:
             moved = repo.mark_running(attempt, sent.request_id, dict(sent.data), first_poll)
         return "running" if moved else "overtaken"
+
+    def _upload_url(self, job_id: uuid.UUID, edit: EditInput) -> str | None:
+        # One presigned PUT is one object: a provider that would write several outputs to
+        # it would overwrite them, so several outputs are downloaded by finalize instead.
+        if edit.num_images != 1:
+            return None
+        key = upload_key(job_id, edit)
+        return self._storage.presign_put(key, None, int(self._policy.lease_seconds) + 3600)
 
     # -- results: poll and webhook --------------------------------------------------------
 
@@ -172,6 +181,12 @@ class Pipeline:
             return "unknown_attempt"
         if attempt.request_id is not None and attempt.request_id != event.request_id:
             return "request_mismatch"
+        if isinstance(event.outcome, Pending):
+            # Part of the attempt is done (one image of several): ask for the whole now.
+            with self._db.transaction() as repo:
+                repo.schedule_poll(job.id, attempt.number, 0)
+            publish(self._queue.poll, job.id, attempt.number)
+            return "poll_requested"
         return self._record(job, attempt, event.outcome, event.request_id)
 
     def _record(
@@ -185,7 +200,7 @@ class Pipeline:
         if isinstance(outcome, Failed):
             return self._after_failure(job, attempt, outcome.fault)
         if isinstance(outcome, Completed):
-            result = _result_json(outcome)
+            result = _result_json(outcome, upload_key(job.id, EditInput.model_validate(job.input)))
             with self._db.transaction() as repo:
                 moved = repo.begin_finalize(attempt, request_id, result, self._policy.lease_seconds)
             if not moved:
@@ -248,14 +263,21 @@ class Pipeline:
         return "succeeded" if done else "stale"
 
     def _copy_output(self, job_id: uuid.UUID, index: int, spec: Mapping[str, Any]) -> OutputRecord:
+        if spec.get("stored"):
+            return self._check_uploaded(index, str(spec["key"]))
         data = self._fetcher.fetch(str(spec["url"]))
         info = images.inspect(data)
-        key = f"outputs/{job_id}/{index}.{info.extension}"
+        key = output_key(job_id, index, info.extension)
         self._storage.put(key, data, info.content_type)
-        digest = hashlib.sha256(data).hexdigest()
-        return OutputRecord(
-            index, key, info.content_type, info.width, info.height, len(data), digest
-        )
+        return _describe(index, key, data, info)
+
+    def _check_uploaded(self, index: int, key: str) -> OutputRecord:
+        """Confirm an output the provider PUT into our bucket itself, and describe it."""
+        if self._storage.head(key) is None:
+            message = f"the provider reported {key} uploaded, but it is not in the bucket"
+            raise FetchError(message, permanent=True)
+        data = self._storage.get(key)
+        return _describe(index, key, data, images.inspect(data))
 
     def _defer_finalize(self, job_id: uuid.UUID, token: uuid.UUID, exc: Exception) -> str:
         log.warning("finalize of %s deferred: %s", job_id, exc)
@@ -327,10 +349,32 @@ def _ref(attempt: AttemptRecord) -> AttemptRef:
     return AttemptRef(attempt.id, attempt.request_id, attempt.provider_data)
 
 
-def _result_json(outcome: Completed) -> dict[str, Any]:
+def output_key(job_id: uuid.UUID, index: int, extension: str) -> str:
+    """Where output ``index`` of a job is stored in the bucket."""
+    return f"outputs/{job_id}/{index}.{extension}"
+
+
+def upload_key(job_id: uuid.UUID, edit: EditInput) -> str:
+    """The key a provider that uploads directly writes a job's single output to."""
+    return output_key(job_id, 0, images.extension_for(f"image/{edit.output_format}"))
+
+
+def _describe(index: int, key: str, data: bytes, info: images.ImageInfo) -> OutputRecord:
+    digest = hashlib.sha256(data).hexdigest()
+    return OutputRecord(index, key, info.content_type, info.width, info.height, len(data), digest)
+
+
+def _result_json(outcome: Completed, stored_key: str) -> dict[str, Any]:
     return {
         "outputs": [
-            {"url": o.url, "content_type": o.content_type, "width": o.width, "height": o.height}
+            {
+                "url": o.url,
+                "content_type": o.content_type,
+                "width": o.width,
+                "height": o.height,
+                "stored": o.stored,
+                "key": stored_key if o.stored else None,
+            }
             for o in outcome.outputs
         ],
         "cost_usd": None if outcome.cost_usd is None else str(outcome.cost_usd),

@@ -11,11 +11,8 @@ import pytest
 
 from tests.unit.fal_fakes import GUIDANCE_TOO_HIGH, IMAGE_UNREADABLE, MODERATED, RUNNER_DOWN
 from worker.providers.base import ErrorKind
-from worker.providers.fal_errors import (
-    classify_fal_error,
-    parse_retry_after,
-    transport_fault,
-)
+from worker.providers.common import parse_retry_after, transport_fault
+from worker.providers.fal_errors import classify_fal_error
 
 NOW = datetime(2025, 10, 9, 12, 0, tzinfo=UTC)
 DOWNLOAD_FAILED = {

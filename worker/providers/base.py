@@ -73,12 +73,18 @@ class AttemptRef:
 
 @dataclass(frozen=True, slots=True)
 class RemoteOutput:
-    """One output as the provider reports it: where to fetch it, and what it says it is."""
+    """One output as the provider reports it: where to fetch it, and what it says it is.
+
+    ``stored`` is True when the provider already PUT the output to the upload URL it was
+    given (Runware's ``uploadEndpoint``): finalize then checks our bucket instead of
+    downloading ``url``.
+    """
 
     url: str
     content_type: str | None = None
     width: int | None = None
     height: int | None = None
+    stored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +114,23 @@ Outcome = Pending | Completed | Failed
 
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
-    """A verified provider callback about one attempt."""
+    """A verified provider callback about one attempt.
+
+    ``Pending`` means the callback says only part of the attempt is done (Runware sends one
+    callback per image): the core then asks the provider for the whole result at once.
+    """
 
     attempt_id: uuid.UUID | None
     request_id: str
-    outcome: Completed | Failed
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A canonical field a provider cannot honour, and why."""
+
+    field: str
+    reason: str
 
 
 class Provider(Protocol):
@@ -120,6 +138,12 @@ class Provider(Protocol):
 
     #: Short name used in configuration, routing and job records (``fal``).
     name: str
+    #: Whether the provider can PUT an output straight to a presigned URL we give it.
+    uploads_directly: bool
+
+    def unsupported(self, model: str, edit: EditInput) -> list[Unsupported]:
+        """What in this request the provider cannot honour; empty when it can run it."""
+        ...
 
     def submit(
         self,
@@ -127,8 +151,14 @@ class Provider(Protocol):
         edit: EditInput,
         attempt_id: uuid.UUID,
         webhook_url: str | None,
+        upload_url: str | None = None,
     ) -> Submission:
-        """Send one attempt; returns at once. Raises :class:`ProviderCallError`."""
+        """Send one attempt; returns at once. Raises :class:`ProviderCallError`.
+
+        ``attempt_id`` is our own id for this call; adapters send it where the protocol has
+        room for it. ``upload_url`` is given only to a provider that ``uploads_directly``,
+        for a single output: a presigned PUT URL in our bucket.
+        """
         ...
 
     def status(self, ref: AttemptRef) -> Outcome:

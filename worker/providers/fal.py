@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from worker.canonical import EditInput
-from worker.providers import fal_errors as codes
+from worker.providers import common as codes
 from worker.providers.base import (
     AttemptRef,
     Completed,
@@ -30,10 +30,12 @@ from worker.providers.base import (
     Pending,
     ProviderCallError,
     Submission,
+    Unsupported,
     WebhookEvent,
     WebhookRejected,
 )
-from worker.providers.fal_errors import classify_fal_error, transport_fault
+from worker.providers.common import transport_fault
+from worker.providers.fal_errors import classify_fal_error
 from worker.providers.fal_payloads import (
     MALFORMED,
     attempt_id_from_query,
@@ -93,6 +95,7 @@ class FalProvider:
     """
 
     name = "fal"
+    uploads_directly = False
 
     def __init__(
         self,
@@ -109,12 +112,19 @@ class FalProvider:
         self._headers = {"Authorization": f"Key {key}"} if key else {}
         self._clock = clock
 
+    def unsupported(self, model: str, edit: EditInput) -> list[Unsupported]:
+        """fal takes every canonical field; only the model must be one fal serves."""
+        if model not in MODEL_PATHS:
+            return [Unsupported("model", f"fal has no {model}")]
+        return []
+
     def submit(
         self,
         model: str,
         edit: EditInput,
         attempt_id: uuid.UUID,
         webhook_url: str | None,
+        upload_url: str | None = None,
     ) -> Submission:
         """Queue one attempt at fal; returns its request id and the URLs fal gave for it.
 

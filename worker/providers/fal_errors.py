@@ -22,39 +22,26 @@ The table (first matching row wins):
 from __future__ import annotations
 
 import json
-import re
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
-
 from worker.providers.base import ErrorKind, Fault
-
-PROVIDER_UNREACHABLE = "provider_unreachable"
-PROVIDER_TIMEOUT = "provider_timeout"
-PROVIDER_UNAVAILABLE = "provider_unavailable"
-RATE_LIMITED = "rate_limited"
-CONTENT_MODERATED = "content_moderated"
-SOURCE_IMAGE_UNREADABLE = "source_image_unreadable"
-PROVIDER_VALIDATION = "provider_validation"
-PROVIDER_AUTH_FAILED = "provider_auth_failed"
-PROVIDER_REJECTED = "provider_rejected"
-#: fal no longer knows the request, or no longer keeps its result.
-PROVIDER_REQUEST_LOST = "provider_request_lost"
-#: fal finished, but could not serialise the output into the webhook.
-PROVIDER_OUTPUT_UNSERIALIZABLE = "provider_output_unserializable"
-#: fal answered 2xx with a body that is not what its protocol promises.
-PROVIDER_RESPONSE_INVALID = "provider_response_invalid"
-#: The canonical model has no fal equivalent.
-MODEL_UNSUPPORTED = "model_unsupported"
+from worker.providers.common import (
+    CONTENT_MODERATED,
+    PROVIDER_AUTH_FAILED,
+    PROVIDER_REJECTED,
+    PROVIDER_TIMEOUT,
+    PROVIDER_UNAVAILABLE,
+    PROVIDER_VALIDATION,
+    RATE_LIMITED,
+    SOURCE_IMAGE_UNREADABLE,
+    parse_retry_after,
+)
 
 _IMAGE_ERROR_TYPES = frozenset({"image_load_error", "file_download_error"})
 _MODERATION_TYPE = "content_policy_violation"
 # fal echoes inputs (a data URI can be megabytes) and error pages can be long.
 _MAX_DETAIL_CHARS = 500
-_DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 def classify_fal_error(
@@ -134,36 +121,6 @@ def _points_at_image(item: Mapping[str, Any]) -> bool:
     loc = item.get("loc")
     at_image = isinstance(loc, list) and "image_url" in loc
     return at_image or item.get("type") in _IMAGE_ERROR_TYPES
-
-
-def transport_fault(exc: httpx.HTTPError) -> Fault:
-    """The :class:`Fault` for a call that got no HTTP answer from fal."""
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return Fault(
-            ErrorKind.RETRYABLE, PROVIDER_TIMEOUT, f"fal did not answer in time ({reason})"
-        )
-    return Fault(ErrorKind.RETRYABLE, PROVIDER_UNREACHABLE, f"could not reach fal ({reason})")
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date.
-
-    :param value: the header's value, or ``None`` when absent.
-    :param now: Unix time an HTTP date is measured from (the current time by default).
-    :returns: a non-negative number of seconds, or ``None`` when absent or unreadable.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if _DELAY_SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def describe_detail(decoded: object) -> str:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from worker.providers import fal_errors as codes
+from worker.providers import common as codes
 from worker.providers.base import (
     Completed,
     ErrorKind,

@@ -40,8 +40,12 @@ class Storage(Protocol):
         """A URL anyone may GET the object from until it expires."""
         ...
 
-    def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str:
-        """A URL to which a third party (a provider) may PUT the object until it expires."""
+    def presign_put(self, key: str, content_type: str | None, expires_seconds: int) -> str:
+        """A URL to which a third party (a provider) may PUT the object until it expires.
+
+        With ``content_type`` the PUT must send that Content-Type; with None any is accepted
+        (a provider whose upload header is not documented).
+        """
         ...
 
     def check(self) -> None:

@@ -40,7 +40,7 @@ class MemoryStorage:
         """A ``memory://`` reference (meaningful only inside this process)."""
         return f"memory://{self.bucket}/{quote(key)}?expires={expires_seconds}"
 
-    def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str:
+    def presign_put(self, key: str, content_type: str | None, expires_seconds: int) -> str:
         """A ``memory://`` reference (meaningful only inside this process)."""
         return f"memory://{self.bucket}/{quote(key)}?put=1&expires={expires_seconds}"
 

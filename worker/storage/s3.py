@@ -68,12 +68,13 @@ class S3Storage:
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
         )
 
-    def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str:
+    def presign_put(self, key: str, content_type: str | None, expires_seconds: int) -> str:
         """A presigned PUT URL bound to ``content_type``."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if content_type is not None:
+            params["ContentType"] = content_type
         return self._s3.generate_presigned_url(
-            "put_object",
-            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
-            ExpiresIn=expires_seconds,
+            "put_object", Params=params, ExpiresIn=expires_seconds
         )
 
     def check(self) -> None:
