@@ -21,11 +21,11 @@ from emulators.fal.protocol import (
     internal_error,
     moderated_error,
 )
-from emulators.fal.sources import SourceUnavailableError, fetch_source
 from emulators.fal.state import FalRequest, RequestStore
 from emulators.fal.webhooks import WebhookSender
 from emulators.faults import ConcurrencyGate, FaultInjector
 from emulators.imaging import EditedImage, UnreadableImageError, apply_edit
+from emulators.sources import SourceUnavailableError, fetch_source
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -10,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from emulators.delivery import WebhookDelivery
 from emulators.fal.signing import KeyRing, webhook_headers
 from emulators.fal.state import FalRequest, Stats
 from emulators.faults import FaultInjector
@@ -35,11 +35,9 @@ def webhook_body(request: FalRequest) -> dict[str, Any]:
 
 
 class WebhookSender:
-    """Posts signed webhooks, retrying failed attempts on the configured schedule.
+    """Posts fal's signed webhooks through a :class:`~emulators.delivery.WebhookDelivery`.
 
-    ``client`` makes the calls; ``keys`` sign them for ``user_id``; ``injector`` supplies the
-    current :class:`~emulators.faults.WebhookPolicy` and decides which webhooks are dropped;
-    ``stats`` counts every attempt's outcome.
+    ``keys`` sign them for ``user_id``; ``stats`` counts every attempt's outcome.
     """
 
     def __init__(
@@ -50,52 +48,29 @@ class WebhookSender:
         injector: FaultInjector,
         stats: Stats,
     ) -> None:
-        self._client = client
+        self._delivery = WebhookDelivery(client, injector)
         self._keys = keys
         self._user_id = user_id
-        self._injector = injector
         self._stats = stats
 
     async def deliver(self, request: FalRequest) -> None:
         """Send ``request``'s webhook until one attempt succeeds or the retries run out."""
         if request.webhook_url is None:
             return
-        if self._injector.drop_webhook():
+        raw = json.dumps(webhook_body(request), separators=(",", ":")).encode()
+
+        def sign(body: bytes) -> dict[str, str]:
+            return webhook_headers(
+                self._keys.current, request.request_id, self._user_id, body, time.time()
+            )
+
+        counts = await self._delivery.deliver(request.webhook_url, raw, sign)
+        request.webhook_attempts += counts.attempts
+        request.webhook_deliveries += counts.deliveries
+        self._stats.webhooks_sent += counts.deliveries
+        self._stats.webhook_failures += counts.failures
+        if counts.dropped:
             self._stats.webhooks_dropped += 1
             request.log("Webhook dropped (injected fault)")
-            return
-        policy = self._injector.config.webhook
-        raw = json.dumps(webhook_body(request), separators=(",", ":")).encode()
-        for delay in (0.0, *policy.retry_delays):
-            await asyncio.sleep(delay)
-            if await self._attempt(request, request.webhook_url, raw, policy.timeout):
-                break
-        else:
-            request.log("Webhook delivery gave up after all retries")
-            return
-        for _ in range(policy.duplicates):
-            await self._attempt(request, request.webhook_url, raw, policy.timeout)
-
-    async def _attempt(self, request: FalRequest, url: str, raw: bytes, timeout: float) -> bool:
-        # Each attempt is signed afresh, so a late retry still falls inside a receiver's
-        # timestamp tolerance (fal's receivers allow about five minutes).
-        headers = webhook_headers(
-            self._keys.current, request.request_id, self._user_id, raw, time.time()
-        )
-        headers["Content-Type"] = "application/json"
-        request.webhook_attempts += 1
-        try:
-            response = await self._client.post(url, content=raw, headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return self._failed(request, f"{type(exc).__name__}: {exc}")
-        if not response.is_success:
-            return self._failed(request, f"HTTP {response.status_code}")
-        self._stats.webhooks_sent += 1
-        request.webhook_deliveries += 1
-        return True
-
-    def _failed(self, request: FalRequest, reason: str) -> bool:
-        self._stats.webhook_failures += 1
-        request.log(f"Webhook attempt failed: {reason}")
-        logger.info("webhook for %s failed: %s", request.request_id, reason)
-        return False
+        elif counts.deliveries == 0:
+            request.log(f"Webhook delivery gave up after all retries ({counts.last_error})")
