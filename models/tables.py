@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -81,6 +82,11 @@ class Job(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    #: Providers left out of this job's routing because they cannot honour a field of it:
+    #: provider -> why.
+    excluded_providers: Mapped[dict[str, str]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
     )
     idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
     #: sha256 of the canonical body sent with ``idempotency_key``.
@@ -188,3 +194,18 @@ class JobEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
     __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+
+class ProviderHealth(Base):
+    """One provider's circuit breaker and submit-rate bucket, shared by every process."""
+
+    __tablename__ = "provider_health"
+
+    provider: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: ``closed``, ``open`` or ``half_open`` (see ``worker/breaker.py``).
+    state: Mapped[str] = mapped_column(Text, server_default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    opened_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    tokens: Mapped[float] = mapped_column(Float, server_default="0")
+    tokens_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

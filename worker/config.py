@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-KNOWN_PROVIDERS = ("fal",)
+KNOWN_PROVIDERS = ("fal", "runware", "runflow")
 
 
 def _split(value: object) -> object:
@@ -50,6 +50,31 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("FAL_KEY", "EDITQ_FAL_KEY")
     )
     fal_max_in_flight: int = Field(default=40, ge=1)
+    #: Submits a second at most (unset: no limit), for each provider.
+    fal_submit_rate: float | None = Field(default=None, gt=0)
+
+    runware_url: str = "https://api.runware.ai/v1"
+    runware_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("RUNWARE_API_KEY", "EDITQ_RUNWARE_API_KEY")
+    )
+    runware_max_in_flight: int = Field(default=40, ge=1)
+    runware_submit_rate: float | None = Field(default=None, gt=0)
+
+    runflow_url: str = "https://api.runflow.io"
+    runflow_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("RUNFLOW_API_KEY", "EDITQ_RUNFLOW_API_KEY")
+    )
+    #: The ``whsec_...`` secret Runflow signs callbacks with; without it they are refused.
+    runflow_callback_secret: SecretStr | None = None
+    runflow_max_in_flight: int = Field(default=40, ge=1)
+    runflow_submit_rate: float | None = Field(default=None, gt=0)
+
+    #: Secret behind the per-attempt tokens in Runware callback URLs (Runware does not sign
+    #: its callbacks). Without it, Runware jobs are polled instead.
+    webhook_secret: SecretStr | None = None
+    #: Provider failures in a row that open its circuit breaker, and how long it stays open.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
     #: How long a submitting or finalizing job may hold its lease before it is repaired.
     lease_seconds: float = Field(default=120.0, gt=0)
@@ -86,6 +111,22 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one provider is needed")
         return value
+
+    def capacity(self) -> dict[str, int]:
+        """Each provider's most jobs in flight."""
+        return {
+            "fal": self.fal_max_in_flight,
+            "runware": self.runware_max_in_flight,
+            "runflow": self.runflow_max_in_flight,
+        }
+
+    def submit_rates(self) -> dict[str, float | None]:
+        """Each provider's most submits a second (None: no limit)."""
+        return {
+            "fal": self.fal_submit_rate,
+            "runware": self.runware_submit_rate,
+            "runflow": self.runflow_submit_rate,
+        }
 
     @property
     def development(self) -> bool:

@@ -43,6 +43,14 @@ class InvalidTransition(EditqError):
     exit_code = 5
 
 
+class NoProviderCanRun(EditqError):
+    """None of the job's providers can honour every field of it; drop a field or add a provider."""
+
+    code = "unsupported_by_providers"
+    status = 422
+    exit_code = 2
+
+
 class Unauthorized(EditqError):
     """Missing or unknown API key: send `Authorization: Bearer <key>` (keys: EDITQ_API_KEYS)."""
 

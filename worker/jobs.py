@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from models.state import JobState
 from worker.canonical import EditInput
-from worker.errors import IdempotencyConflict, InvalidTransition, JobNotFound
+from worker.errors import IdempotencyConflict, InvalidTransition, JobNotFound, NoProviderCanRun
+from worker.providers.base import Provider, Unsupported
 from worker.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob
 from worker.usecase import Database, TaskQueue, publish
 
@@ -53,11 +54,13 @@ class Jobs:
         self,
         db: Database,
         queue: TaskQueue,
+        providers: Mapping[str, Provider],
         default_providers: Sequence[str],
         max_attempts: int,
     ) -> None:
         self._db = db
         self._queue = queue
+        self._providers = providers
         self._default_providers = tuple(default_providers)
         self._max_attempts = max_attempts
 
@@ -70,11 +73,13 @@ class Jobs:
         same key with another body raises :class:`IdempotencyConflict`.
         """
         fingerprint = request.fingerprint()
+        eligible, excluded = self._route(request)
         new = NewJob(
             id=uuid.uuid4(),
             model=request.model,
             input=request.input.model_dump(mode="json", exclude_none=True),
-            providers=request.providers or self._default_providers,
+            providers=eligible,
+            excluded_providers=excluded,
             max_attempts=self._max_attempts,
             priority=request.priority,
             external_id=request.external_id,
@@ -95,6 +100,34 @@ class Jobs:
         if created:
             publish(self._queue.dispatch)
         return job, created
+
+    def _route(self, request: JobRequest) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The providers that can run the request, in order, and why the others cannot."""
+        eligible: list[str] = []
+        excluded: dict[str, str] = {}
+        problems: list[dict[str, str]] = []
+        for name in request.providers or self._default_providers:
+            provider = self._providers.get(name)
+            if provider is None:
+                refused = [Unsupported("providers", f"{name} is not configured")]
+            else:
+                refused = provider.unsupported(request.model, request.input)
+            if not refused:
+                eligible.append(name)
+                continue
+            excluded[name] = "; ".join(f"{u.field}: {u.reason}" for u in refused)
+            problems += [
+                {
+                    "field": u.field if u.field in {"model", "providers"} else f"input.{u.field}",
+                    "rule": "unsupported_by_provider",
+                    "message": f"{name}: {u.reason}",
+                }
+                for u in refused
+            ]
+        if not eligible:
+            first = problems[0]
+            raise NoProviderCanRun(f"{first['field']}: {first['message']}", fields=problems)
+        return tuple(eligible), excluded
 
     def get(self, job_id: uuid.UUID) -> JobDetail:
         """A job with its attempts, outputs and history."""

@@ -7,7 +7,6 @@ duplicated, late or lost message can neither lose nor double a job.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import uuid
@@ -15,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from models.state import JobState
-from worker import images
+from worker import images, routing
 from worker.canonical import EditInput
 from worker.errors import UnknownProvider
 from worker.fetch import Fetcher, FetchError
+from worker.outputs import OutputCopier, result_json, upload_key
 from worker.pricing import list_price
 from worker.providers.base import (
     AttemptRef,
@@ -34,15 +33,14 @@ from worker.providers.base import (
     Provider,
     ProviderCallError,
 )
-from worker.records import AttemptRecord, JobRecord, OutputRecord
+from worker.records import AttemptRecord, JobRecord
 from worker.retry import RetryPolicy, Verdict, decide, poll_interval
+from worker.routing import Limits
 from worker.storage.base import Storage, StorageError
 from worker.usecase import Database, TaskQueue, publish
 
 log = logging.getLogger("editq.pipeline")
 
-#: Most jobs one dispatch round claims, so one transaction stays short.
-_CLAIM_BATCH = 1000
 #: Most rows one tick looks at for each kind of repair.
 _TICK_BATCH = 500
 
@@ -55,7 +53,7 @@ class Policy:
     poll_seconds: float
     poll_max_seconds: float
     webhook_grace_seconds: float
-    capacity: Mapping[str, int]
+    limits: Limits
     public_url: str | None
     retry: RetryPolicy
     #: How long finalize waits before trying again after a storage or network hiccup.
@@ -87,7 +85,7 @@ class Pipeline:
         self._db = db
         self._providers = providers
         self._storage = storage
-        self._fetcher = fetcher
+        self._copier = OutputCopier(storage, fetcher)
         self._queue = queue
         self._policy = policy
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
@@ -95,15 +93,9 @@ class Pipeline:
     # -- dispatch -------------------------------------------------------------------------
 
     def dispatch(self) -> int:
-        """Claim queued jobs up to each provider's free capacity and send them on."""
+        """Claim queued jobs within each provider's capacity, rate and breaker; send them on."""
         with self._db.transaction() as repo:
-            repo.lock_dispatch()
-            in_flight = repo.in_flight()
-            claimed = []
-            for name in self._providers:
-                free = self._policy.capacity.get(name, 0) - in_flight.get(name, 0)
-                if free > 0:
-                    claimed += repo.claim(name, min(free, _CLAIM_BATCH), self._policy.lease_seconds)
+            claimed = routing.dispatch(repo, self._policy.limits, self._policy.lease_seconds)
         for c in claimed:
             publish(self._queue.submit, c.job_id, c.attempt)
         return len(claimed)
@@ -130,6 +122,7 @@ class Pipeline:
             return self._after_failure(job, attempt, exc.fault)
         first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
         with self._db.transaction() as repo:
+            repo.record_success(attempt.provider)
             moved = repo.mark_running(attempt, sent.request_id, dict(sent.data), first_poll)
         return "running" if moved else "overtaken"
 
@@ -156,7 +149,11 @@ class Pipeline:
         except ProviderCallError as exc:
             if exc.fault.kind is ErrorKind.TERMINAL:
                 return self._after_failure(job, attempt, exc.fault)
-            # The next tick asks again; a flaky status endpoint is not the job's failure.
+            # The next tick asks again; a flaky status endpoint is not the job's failure,
+            # but it is the provider's.
+            if routing.counts_against(exc.fault):
+                with self._db.transaction() as repo:
+                    routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
             return "poll_failed"
         since = attempt.submitted_at or attempt.created_at
         age = (datetime.now(UTC) - since).total_seconds()
@@ -200,8 +197,9 @@ class Pipeline:
         if isinstance(outcome, Failed):
             return self._after_failure(job, attempt, outcome.fault)
         if isinstance(outcome, Completed):
-            result = _result_json(outcome, upload_key(job.id, EditInput.model_validate(job.input)))
+            result = result_json(outcome, upload_key(job.id, EditInput.model_validate(job.input)))
             with self._db.transaction() as repo:
+                repo.record_success(attempt.provider)
                 moved = repo.begin_finalize(attempt, request_id, result, self._policy.lease_seconds)
             if not moved:
                 return "duplicate"
@@ -217,6 +215,8 @@ class Pipeline:
             fault, job.failed_attempts, job.max_attempts, self._policy.retry, self._rng
         )
         with self._db.transaction() as repo:
+            if routing.counts_against(fault):
+                routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
             if decision.verdict is Verdict.FAIL:
                 moved = repo.fail(attempt, fault)
             else:
@@ -225,7 +225,7 @@ class Pipeline:
                     fault,
                     decision.delay_seconds,
                     counts=decision.counts,
-                    next_provider=job.provider or attempt.provider,
+                    next_provider=routing.next_provider(job, attempt.provider, fault),
                 )
         if not moved:
             return "stale"
@@ -245,10 +245,7 @@ class Pipeline:
         job, attempt = found
         assert attempt.result is not None
         try:
-            stored = [
-                self._copy_output(job_id, index, spec)
-                for index, spec in enumerate(attempt.result["outputs"])
-            ]
+            stored = self._copier.copy_all(job_id, attempt.result)
         except (FetchError, images.NotAnImage) as exc:
             if isinstance(exc, FetchError) and not exc.permanent:
                 return self._defer_finalize(job_id, token, exc)
@@ -257,27 +254,13 @@ class Pipeline:
         except StorageError as exc:
             return self._defer_finalize(job_id, token, exc)
         reported = attempt.result.get("cost_usd")
-        cost = Decimal(reported) if reported is not None else list_price(job.model, len(stored))
+        if reported is not None:
+            cost = Decimal(reported)
+        else:
+            cost = list_price(attempt.provider, job.model, len(stored))
         with self._db.transaction() as repo:
             done = repo.succeed(attempt, token, stored, cost)
         return "succeeded" if done else "stale"
-
-    def _copy_output(self, job_id: uuid.UUID, index: int, spec: Mapping[str, Any]) -> OutputRecord:
-        if spec.get("stored"):
-            return self._check_uploaded(index, str(spec["key"]))
-        data = self._fetcher.fetch(str(spec["url"]))
-        info = images.inspect(data)
-        key = output_key(job_id, index, info.extension)
-        self._storage.put(key, data, info.content_type)
-        return _describe(index, key, data, info)
-
-    def _check_uploaded(self, index: int, key: str) -> OutputRecord:
-        """Confirm an output the provider PUT into our bucket itself, and describe it."""
-        if self._storage.head(key) is None:
-            message = f"the provider reported {key} uploaded, but it is not in the bucket"
-            raise FetchError(message, permanent=True)
-        data = self._storage.get(key)
-        return _describe(index, key, data, images.inspect(data))
 
     def _defer_finalize(self, job_id: uuid.UUID, token: uuid.UUID, exc: Exception) -> str:
         log.warning("finalize of %s deferred: %s", job_id, exc)
@@ -347,35 +330,3 @@ _WORKER_LOST = Fault(
 
 def _ref(attempt: AttemptRecord) -> AttemptRef:
     return AttemptRef(attempt.id, attempt.request_id, attempt.provider_data)
-
-
-def output_key(job_id: uuid.UUID, index: int, extension: str) -> str:
-    """Where output ``index`` of a job is stored in the bucket."""
-    return f"outputs/{job_id}/{index}.{extension}"
-
-
-def upload_key(job_id: uuid.UUID, edit: EditInput) -> str:
-    """The key a provider that uploads directly writes a job's single output to."""
-    return output_key(job_id, 0, images.extension_for(f"image/{edit.output_format}"))
-
-
-def _describe(index: int, key: str, data: bytes, info: images.ImageInfo) -> OutputRecord:
-    digest = hashlib.sha256(data).hexdigest()
-    return OutputRecord(index, key, info.content_type, info.width, info.height, len(data), digest)
-
-
-def _result_json(outcome: Completed, stored_key: str) -> dict[str, Any]:
-    return {
-        "outputs": [
-            {
-                "url": o.url,
-                "content_type": o.content_type,
-                "width": o.width,
-                "height": o.height,
-                "stored": o.stored,
-                "key": stored_key if o.stored else None,
-            }
-            for o in outcome.outputs
-        ],
-        "cost_usd": None if outcome.cost_usd is None else str(outcome.cost_usd),
-    }

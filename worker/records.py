@@ -24,6 +24,8 @@ class NewJob:
     external_id: str | None = None
     callback_url: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Providers left out because they cannot honour a field: provider -> why.
+    excluded_providers: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     request_hash: str | None = None
 
@@ -78,6 +80,7 @@ class JobRecord:
     external_id: str | None
     callback_url: str | None
     metadata: dict[str, Any]
+    excluded_providers: dict[str, str]
     idempotency_key: str | None
     request_hash: str | None
     run_after: datetime

@@ -13,6 +13,7 @@ from celery import Celery
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.breaker import BreakerPolicy
 from worker.celery_app import CeleryQueue, configure
 from worker.celery_app import app as default_celery
 from worker.config import Settings, load_settings
@@ -23,6 +24,7 @@ from worker.providers.base import Provider
 from worker.providers.fal import FalProvider
 from worker.providers.fal_signature import JwksCache
 from worker.retry import RetryPolicy
+from worker.routing import Limits
 from worker.storage.s3 import S3Storage
 from worker.usecase import Database, TaskQueue
 
@@ -47,6 +49,7 @@ class Container:
         return Jobs(
             Database(self.sessions, actor),
             self.queue,
+            self.providers,
             self.settings.providers,
             self.settings.max_attempts,
         )
@@ -59,7 +62,12 @@ class Container:
             poll_seconds=s.poll_seconds,
             poll_max_seconds=s.poll_max_seconds,
             webhook_grace_seconds=s.webhook_grace_seconds,
-            capacity={"fal": s.fal_max_in_flight},
+            limits=Limits(
+                order=_dispatch_order(s.providers, self.providers),
+                capacity=s.capacity(),
+                rates=s.submit_rates(),
+                breaker=BreakerPolicy(s.breaker_failures, s.breaker_cooldown_seconds),
+            ),
             public_url=s.public_url.rstrip("/") if s.public_url else None,
             retry=RetryPolicy(s.backoff_base_seconds, s.backoff_max_seconds),
         )
@@ -113,6 +121,11 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
             http, max_bytes=settings.max_output_bytes, allow_private=settings.private_urls_allowed
         ),
     )
+
+
+def _dispatch_order(default: list[str], registered: dict[str, Provider]) -> tuple[str, ...]:
+    # The default order first, so a job that could go to several goes to the preferred one.
+    return tuple(dict.fromkeys([*default, *registered]))
 
 
 @functools.cache

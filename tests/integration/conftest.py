@@ -73,7 +73,7 @@ def _empty_tables(request: pytest.FixtureRequest) -> None:
         return
     built: Container = request.getfixturevalue("container")
     with built.engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, attempts, job_outputs, job_events"))
+        conn.execute(text("TRUNCATE jobs, attempts, job_outputs, job_events, provider_health"))
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.integration
 
 
 def pipeline_with_capacity(container: Container, capacity: int) -> Pipeline:
-    return container.pipeline(
-        "test", dataclasses.replace(container.policy(), capacity={"fal": capacity})
-    )
+    policy = container.policy()
+    limits = dataclasses.replace(policy.limits, capacity={"fal": capacity})
+    return container.pipeline("test", dataclasses.replace(policy, limits=limits))
 
 
 def queue_jobs(container: Container, count: int, **changes: object) -> list[uuid.UUID]:

@@ -12,7 +12,7 @@ from worker.canonical import EditInput, ModelName
 from worker.records import AttemptRecord, JobDetail, JobRecord
 from worker.storage.base import Storage
 
-ProviderName = Literal["fal"]
+ProviderName = Literal["fal", "runware", "runflow"]
 MAX_METADATA_BYTES = 16 * 1024
 
 
@@ -114,6 +114,8 @@ class JobOut(BaseModel):
     external_id: str | None
     callback_url: str | None
     metadata: dict[str, Any]
+    #: Providers left out of this job's routing, and why (a field they cannot honour).
+    excluded_providers: dict[str, str]
     attempts: list[AttemptOut] = Field(default_factory=list)
     outputs: list[OutputOut] = Field(default_factory=list)
     events: list[EventOut] | None = None
@@ -150,6 +152,7 @@ def job_out(job: JobRecord) -> JobOut:
         external_id=job.external_id,
         callback_url=job.callback_url,
         metadata=job.metadata,
+        excluded_providers=job.excluded_providers,
         error=_error(job.error_code, job.error_message),
         cost_usd=float(job.cost_usd),
         created_at=job.created_at,

@@ -139,6 +139,7 @@ def job_record(row: Job) -> JobRecord:
         external_id=row.external_id,
         callback_url=row.callback_url,
         metadata=row.metadata_,
+        excluded_providers=row.excluded_providers,
         idempotency_key=row.idempotency_key,
         request_hash=row.request_hash,
         run_after=row.run_after,

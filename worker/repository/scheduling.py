@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import and_, any_, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.state import TRANSITIONS, JobState, Transition
@@ -33,6 +34,7 @@ class Scheduling(SessionBound):
             "external_id": new.external_id,
             "callback_url": new.callback_url,
             "metadata_": new.metadata,
+            "excluded_providers": new.excluded_providers,
             "idempotency_key": new.idempotency_key,
             "request_hash": new.request_hash,
         }
@@ -50,15 +52,27 @@ class Scheduling(SessionBound):
         """Serialise dispatchers for this transaction, so capacity is never over-claimed."""
         self.s.execute(text("SELECT pg_advisory_xact_lock(hashtext('editq.dispatch'))"))
 
-    def claim(self, provider: str, limit: int, lease_seconds: float) -> list[Claimed]:
+    def claim(
+        self,
+        provider: str,
+        limit: int,
+        lease_seconds: float,
+        stand_in_for: Sequence[str] = (),
+    ) -> list[Claimed]:
         """Claim up to ``limit`` due queued jobs for ``provider``: each gets a new attempt.
 
+        Jobs waiting for a provider in ``stand_in_for`` (its breaker is open) that also list
+        ``provider`` are taken too, and move to it: that is failover at dispatch.
         ``FOR UPDATE SKIP LOCKED`` lets a claim proceed past rows another transaction is
         changing (a cancel, say) instead of waiting on them.
         """
+        mine = Job.provider == provider
+        if stand_in_for:
+            listed = literal(provider) == any_(Job.providers)
+            mine = or_(mine, and_(Job.provider.in_(stand_in_for), listed))
         due = (
             select(Job.id)
-            .where(Job.state == JobState.QUEUED, Job.provider == provider, Job.run_after <= NOW)
+            .where(Job.state == JobState.QUEUED, mine, Job.run_after <= NOW)
             .order_by(Job.priority.desc(), Job.run_after, Job.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -72,6 +86,7 @@ class Scheduling(SessionBound):
             .where(Job.id.in_(ids), Job.state.in_(move.sources))
             .values(
                 state=move.target,
+                provider=provider,
                 attempt=Job.attempt + 1,
                 lease_expires_at=seconds_from_now(lease_seconds),
                 lease_token=None,

@@ -1,0 +1,82 @@
+"""Provider health rows: the circuit breakers and submit-rate buckets."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from models.tables import ProviderHealth
+from worker.breaker import BreakerState, Health
+from worker.repository.base import NOW, SessionBound
+
+
+class HealthRows(SessionBound):
+    """Read, lock and save one row a provider."""
+
+    def all_health(self) -> dict[str, Health]:
+        """Every provider's health (a provider never recorded is healthy)."""
+        return {row.provider: _health(row) for row in self.s.scalars(select(ProviderHealth))}
+
+    def lock_health(self, provider: str) -> Health:
+        """A provider's health, locked for update until the transaction ends."""
+        self.s.execute(insert(ProviderHealth).values(provider=provider).on_conflict_do_nothing())
+        row = self.s.scalars(
+            select(ProviderHealth).where(ProviderHealth.provider == provider).with_for_update()
+        ).one()
+        return _health(row)
+
+    def lock_all_health(self, providers: list[str]) -> dict[str, Health]:
+        """Several providers' health, locked (in name order, so two lockers cannot deadlock)."""
+        return {name: self.lock_health(name) for name in sorted(providers)}
+
+    def record_success(self, provider: str) -> None:
+        """A call to ``provider`` worked: close its breaker (zero rows when it is healthy).
+
+        The common case writes nothing and locks nothing, so a busy healthy provider does
+        not serialise every submit on its health row.
+        """
+        self.s.execute(
+            update(ProviderHealth)
+            .where(
+                ProviderHealth.provider == provider,
+                or_(
+                    ProviderHealth.state != BreakerState.CLOSED.value,
+                    ProviderHealth.consecutive_failures != 0,
+                ),
+            )
+            .values(
+                state=BreakerState.CLOSED.value,
+                consecutive_failures=0,
+                opened_at=None,
+                updated_at=NOW,
+            )
+        )
+
+    def save_health(self, provider: str, health: Health) -> None:
+        """Write a provider's health back."""
+        self.s.execute(
+            insert(ProviderHealth)
+            .values(provider=provider, **_values(health))
+            .on_conflict_do_update(index_elements=["provider"], set_=_values(health))
+        )
+
+
+def _health(row: ProviderHealth) -> Health:
+    return Health(
+        state=BreakerState(row.state),
+        consecutive_failures=row.consecutive_failures,
+        opened_at=row.opened_at,
+        tokens=row.tokens,
+        tokens_at=row.tokens_at,
+    )
+
+
+def _values(health: Health) -> dict[str, object]:
+    return {
+        "state": health.state.value,
+        "consecutive_failures": health.consecutive_failures,
+        "opened_at": health.opened_at,
+        "tokens": health.tokens,
+        "tokens_at": health.tokens_at,
+        "updated_at": NOW,
+    }
