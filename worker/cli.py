@@ -186,11 +186,14 @@ def dev(
     home: HomeOption = DEFAULT_HOME,
     api_port: Annotated[int, typer.Option()] = 8000,
     fal_port: Annotated[int, typer.Option()] = 8100,
+    runware_port: Annotated[int, typer.Option()] = 8101,
+    runflow_port: Annotated[int, typer.Option()] = 8102,
 ) -> None:
-    """Run everything at once on the embedded services: emulator, api, worker, scheduler."""
+    """Run everything at once on the embedded services: emulators, api, worker, scheduler."""
     from worker.devstack import run_dev
+    from worker.stack import Ports
 
-    run_dev(home, api_port=api_port, fal_port=fal_port, console=err)
+    run_dev(home, ports=Ports(api_port, fal_port, runware_port, runflow_port), console=err)
 
 
 @app.command()

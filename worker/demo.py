@@ -22,7 +22,7 @@ from worker import services
 from worker.config import load_settings
 from worker.devstack import prepare
 from worker.samples import catalog
-from worker.stack import Stack, editq_env, free_port, start_all
+from worker.stack import Ports, Stack, local_env, start_all
 from worker.storage.base import Storage
 from worker.wiring import build
 
@@ -35,14 +35,14 @@ def run_demo(home: Path, *, count: int, out: Path, console: Console) -> bool:
     """Run the demo; True when every job succeeded."""
     started_services = not all(services.status(home).values())
     console.print("[bold]1.[/bold] embedded PostgreSQL, Valkey and S3 ...")
-    api_port, fal_port = free_port(), free_port()
-    api_url = f"http://127.0.0.1:{api_port}"
-    env = editq_env(prepare(home), f"http://127.0.0.1:{fal_port}", public_url=api_url)
+    ports = Ports.free()
+    api_url = f"http://127.0.0.1:{ports.api}"
+    env = local_env(prepare(home), ports, webhooks=True)
     os.environ.update(env)
     try:
         with Stack(env, home / "logs") as stack:
-            console.print("[bold]2.[/bold] fal emulator, api, worker and scheduler ...")
-            start_all(stack, api_port=api_port, fal_port=fal_port)
+            console.print("[bold]2.[/bold] provider emulators, api, worker and scheduler ...")
+            start_all(stack, ports)
             container = build(load_settings())
             with httpx.Client(base_url=api_url, headers=_auth(env), timeout=30) as api:
                 console.print(f"[bold]3.[/bold] {count} product photos, one edit each")

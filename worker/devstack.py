@@ -10,7 +10,7 @@ from rich.console import Console
 
 from worker import services
 from worker.migrate import upgrade
-from worker.stack import Stack, editq_env, start_all
+from worker.stack import Ports, Stack, local_env, start_all
 
 
 def prepare(home: Path) -> dict[str, str]:
@@ -20,19 +20,17 @@ def prepare(home: Path) -> dict[str, str]:
     return dict(env)
 
 
-def run_dev(home: Path, *, api_port: int, fal_port: int, console: Console) -> None:
+def run_dev(home: Path, *, ports: Ports, console: Console) -> None:
     """Run the whole stack in the foreground; Ctrl-C stops editq's processes."""
-    base = prepare(home)
-    api_url = f"http://127.0.0.1:{api_port}"
-    env = editq_env(base, f"http://127.0.0.1:{fal_port}", public_url=api_url)
+    env = local_env(prepare(home), ports, webhooks=True)
+    api_url = env["EDITQ_PUBLIC_URL"]
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Stack(env, home / "logs") as stack:
-        start_all(stack, api_port=api_port, fal_port=fal_port)
-        console.print(
-            f"[green]editq is running[/green]: API {api_url}/docs, fal emulator :{fal_port}"
-        )
+        start_all(stack, ports)
+        emulators = f"fal :{ports.fal}, runware :{ports.runware}, runflow :{ports.runflow}"
+        console.print(f"[green]editq is running[/green]: API {api_url}/docs; emulators {emulators}")
         console.print(f"API key: {env['EDITQ_API_KEYS']}   logs: {home / 'logs'}")
         console.print(
             'In another shell: eval "$(editq services env)" to use the CLI. Ctrl-C stops.'

@@ -7,6 +7,7 @@ same commands a user would.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -111,27 +112,60 @@ class Stack:
         self.stop()
 
 
-def editq_env(base: Mapping[str, str], fal_url: str, public_url: str | None) -> dict[str, str]:
-    """The environment that points editq's processes at a local fal emulator."""
+@dataclass(frozen=True)
+class Ports:
+    """Where the API and the three provider emulators listen."""
+
+    api: int
+    fal: int
+    runware: int
+    runflow: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports nobody listens on right now."""
+        return cls(free_port(), free_port(), free_port(), free_port())
+
+
+def local_env(base: Mapping[str, str], ports: Ports, *, webhooks: bool) -> dict[str, str]:
+    """The environment that points editq's processes at the local provider emulators.
+
+    With ``webhooks`` the providers call the API back; without, running jobs are polled.
+    """
     env = dict(base)
+    fal = f"http://127.0.0.1:{ports.fal}"
     env.update(
-        EDITQ_FAL_URL=fal_url,
-        EDITQ_FAL_JWKS_URL=f"{fal_url}/.well-known/jwks.json",
+        EDITQ_FAL_URL=fal,
+        EDITQ_FAL_JWKS_URL=f"{fal}/.well-known/jwks.json",
         FAL_KEY=env.get("FAL_KEY", "local-emulator-key"),
+        EDITQ_RUNWARE_URL=f"http://127.0.0.1:{ports.runware}/v1",
+        RUNWARE_API_KEY=env.get("RUNWARE_API_KEY", "local-emulator-key"),
+        EDITQ_RUNFLOW_URL=f"http://127.0.0.1:{ports.runflow}",
+        RUNFLOW_API_KEY=env.get("RUNFLOW_API_KEY", "rf_live_local-emulator-key"),
+        EDITQ_RUNFLOW_CALLBACK_SECRET=env.get("EDITQ_RUNFLOW_CALLBACK_SECRET")
+        or f"whsec_{secrets.token_urlsafe(24)}",
+        EDITQ_WEBHOOK_SECRET=env.get("EDITQ_WEBHOOK_SECRET") or secrets.token_urlsafe(32),
         EDITQ_ALLOW_PRIVATE_URLS="1",
     )
-    if public_url:
-        env["EDITQ_PUBLIC_URL"] = public_url
+    env.pop("EDITQ_PUBLIC_URL", None)
+    if webhooks:
+        env["EDITQ_PUBLIC_URL"] = f"http://127.0.0.1:{ports.api}"
     return env
 
 
-def start_all(stack: Stack, *, api_port: int, fal_port: int, worker_concurrency: int = 2) -> None:
-    """Start the fal emulator, the API, a worker and the scheduler, in that order."""
-    stack.start(
-        "fal-emulator",
-        ["emulate", "fal", "--port", str(fal_port)],
-        f"http://127.0.0.1:{fal_port}/.well-known/jwks.json",
-    )
-    stack.start("api", ["api", "--port", str(api_port)], f"http://127.0.0.1:{api_port}/readyz")
+EMULATED = ("fal", "runware", "runflow")
+
+
+def start_all(stack: Stack, ports: Ports, *, worker_concurrency: int = 2) -> None:
+    """Start the three provider emulators, the API, a worker and the scheduler."""
+    for provider in EMULATED:
+        port = getattr(ports, provider)
+        stack.start(
+            f"{provider}-emulator",
+            ["emulate", provider, "--port", str(port)],
+            f"http://127.0.0.1:{port}/_emulator/stats",
+        )
+    api = f"http://127.0.0.1:{ports.api}/readyz"
+    stack.start("api", ["api", "--port", str(ports.api)], api)
     stack.start("worker", ["worker", "--concurrency", str(worker_concurrency)])
     stack.start("scheduler", ["scheduler"])

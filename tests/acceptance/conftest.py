@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.waiting import wait_until
-from worker.stack import Stack, editq_env, free_port, start_all
+from worker.stack import Ports, Stack, local_env, start_all
 
 API_KEY = "acceptance-key"
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -94,9 +94,9 @@ def sha256(data: bytes) -> str:
 
 def start_stack(test_env: dict[str, str], logs: Path, *, webhooks: bool) -> Iterator[Running]:
     """Start emulator, api, worker and scheduler; stop them afterwards."""
-    api_port, fal_port = free_port(), free_port()
-    api_url, fal_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{fal_port}"
-    env = editq_env(test_env, fal_url, public_url=api_url if webhooks else None)
+    ports = Ports.free()
+    api_url, fal_url = f"http://127.0.0.1:{ports.api}", f"http://127.0.0.1:{ports.fal}"
+    env = local_env(test_env, ports, webhooks=webhooks)
     env.update(
         EDITQ_ENV="development",
         EDITQ_API_KEYS=API_KEY,
@@ -108,10 +108,8 @@ def start_stack(test_env: dict[str, str], logs: Path, *, webhooks: bool) -> Iter
         EDITQ_BACKOFF_MAX_SECONDS="1",
         EDITQ_LEASE_SECONDS="10",
     )
-    if not webhooks:
-        env.pop("EDITQ_PUBLIC_URL", None)
     with Stack(env, logs) as stack:
-        start_all(stack, api_port=api_port, fal_port=fal_port)
+        start_all(stack, ports)
         headers = {"Authorization": f"Bearer {API_KEY}"}
         with (
             httpx.Client(base_url=api_url, headers=headers, timeout=30) as api,

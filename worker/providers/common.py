@@ -20,6 +20,8 @@ PROVIDER_UNAVAILABLE = "provider_unavailable"
 RATE_LIMITED = "rate_limited"
 CONTENT_MODERATED = "content_moderated"
 SOURCE_IMAGE_UNREADABLE = "source_image_unreadable"
+#: The source image's host did not answer; worth trying again later.
+SOURCE_IMAGE_UNREACHABLE = "source_image_unreachable"
 PROVIDER_VALIDATION = "provider_validation"
 PROVIDER_AUTH_FAILED = "provider_auth_failed"
 PROVIDER_REJECTED = "provider_rejected"

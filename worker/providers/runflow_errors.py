@@ -64,6 +64,26 @@ _IMAGE_FIELD = "image_url"
 # Runflow echoes inputs (a data URI can be megabytes) and error pages can be long.
 _MAX_DETAIL_CHARS = 500
 
+#: Refused calls answered by status alone -> (kind, stable code, message template).
+_BY_STATUS: dict[int, tuple[ErrorKind, str, str]] = {
+    408: (ErrorKind.RETRYABLE, PROVIDER_TIMEOUT, "Runflow answered 408: {detail}"),
+    401: (
+        ErrorKind.TERMINAL,
+        PROVIDER_AUTH_FAILED,
+        "Runflow refused our key ({status}): {detail}; check RUNFLOW_API_KEY",
+    ),
+    402: (
+        ErrorKind.TERMINAL,
+        PROVIDER_REJECTED,
+        "Runflow wants payment (402): {detail}; top up the Runflow balance",
+    ),
+    403: (
+        ErrorKind.TERMINAL,
+        PROVIDER_AUTH_FAILED,
+        "Runflow refused our key ({status}): {detail}; check RUNFLOW_API_KEY",
+    ),
+}
+
 #: Words in a ``failure_code`` -> (kind, stable code, advice); the first row that matches wins.
 _FAILURE_RULES: tuple[tuple[tuple[str, ...], ErrorKind, str, str], ...] = (
     (
@@ -112,27 +132,17 @@ def classify_runflow_error(
         return Fault(
             ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, f"Runflow answered {status_code}: {detail}"
         )
-    if status_code == 408:
-        return Fault(ErrorKind.RETRYABLE, PROVIDER_TIMEOUT, f"Runflow answered 408: {detail}")
-    if status_code in (401, 403):
-        return Fault(
-            ErrorKind.TERMINAL,
-            PROVIDER_AUTH_FAILED,
-            f"Runflow refused our key ({status_code}): {detail}; check RUNFLOW_API_KEY",
-        )
-    if status_code == 402:
-        return Fault(
-            ErrorKind.TERMINAL,
-            PROVIDER_REJECTED,
-            f"Runflow wants payment (402): {detail}; top up the Runflow balance",
-        )
     if status_code in (400, 422):
         return _input_fault(status_code, decoded, detail)
-    return Fault(
-        ErrorKind.TERMINAL,
-        PROVIDER_REJECTED,
-        f"Runflow rejected the request ({status_code}): {detail}",
+    kind, code, template = _BY_STATUS.get(
+        status_code,
+        (
+            ErrorKind.TERMINAL,
+            PROVIDER_REJECTED,
+            "Runflow rejected the request ({status}): {detail}",
+        ),
     )
+    return Fault(kind, code, template.format(status=status_code, detail=detail))
 
 
 def classify_run_failure(code: str | None, stage: str | None, message: str | None) -> Fault:
@@ -144,11 +154,13 @@ def classify_run_failure(code: str | None, stage: str | None, message: str | Non
     """
     words = (code or "").upper()
     said = _shorten(f"{code or 'no failure_code'} at {stage or 'an unknown stage'}: {message}")
-    for keys, kind, stable, advice in _FAILURE_RULES:
-        if any(key in words for key in keys):
-            if stable == PROVIDER_VALIDATION and _IMAGE_FIELD in (message or ""):
-                stable, advice = SOURCE_IMAGE_UNREADABLE, "check that image_url is a valid image"
-            return Fault(kind, stable, f"the Runflow run failed ({said}); {advice}")
+    rule = next((rule for rule in _FAILURE_RULES if any(key in words for key in rule[0])), None)
+    if rule is not None:
+        _, kind, stable, advice = rule
+        if stable == PROVIDER_VALIDATION and _IMAGE_FIELD in (message or ""):
+            # A validation failure about the source image is the source's fault, as on a 422.
+            stable, advice = SOURCE_IMAGE_UNREADABLE, "check that image_url is a valid image"
+        return Fault(kind, stable, f"the Runflow run failed ({said}); {advice}")
     if (stage or "").lower() == "dispatch":
         return Fault(
             ErrorKind.RETRYABLE,

@@ -27,9 +27,7 @@ def callback_signature(secret: bytes, body: bytes) -> str:
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def verify_runflow_callback(
-    headers: Mapping[str, str], body: bytes, secret: bytes | None
-) -> None:
+def verify_runflow_callback(headers: Mapping[str, str], body: bytes, secret: bytes | None) -> None:
     """Check that Runflow sent this callback, on its raw body, before anything parses it.
 
     :param headers: the request's headers, in any letter case.

@@ -135,9 +135,7 @@ def classify_runware_error(
             PROVIDER_REJECTED,
             f"Runware rejected the request ({status_code}): {detail}",
         )
-    return Fault(
-        ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, f"Runware reported a failure: {detail}"
-    )
+    return Fault(ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, f"Runware reported a failure: {detail}")
 
 
 def error_objects(decoded: object) -> list[Mapping[str, Any]]:
@@ -229,8 +227,8 @@ def _is_image(_: int, code: str, errors: list[Mapping[str, Any]]) -> bool:
 
 
 def _is_validation(status: int, code: str, _: list[Mapping[str, Any]]) -> bool:
-    return status in (400, 422) or code.startswith(_VALIDATION_PREFIXES) or (
-        code in _VALIDATION_CODES
+    return (
+        status in (400, 422) or code.startswith(_VALIDATION_PREFIXES) or (code in _VALIDATION_CODES)
     )
 
 
@@ -253,8 +251,7 @@ _RULES: tuple[tuple[Matcher, Decider], ...] = (
         _fault(
             ErrorKind.TERMINAL,
             PROVIDER_REJECTED,
-            "Runware refused to run it for lack of credit ({status}): {detail}; top up the"
-            " account",
+            "Runware refused to run it for lack of credit ({status}): {detail}; top up the account",
         ),
     ),
     (
