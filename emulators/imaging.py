@@ -76,19 +76,29 @@ def apply_edit(
     seed: int | None,
     aspect_ratio: str | None,
     output_format: str,
+    size: tuple[int, int] | None = None,
 ) -> EditedImage:
     """Edit ``source`` visibly and deterministically, and encode it.
 
     ``aspect_ratio`` is one of :data:`ASPECT_RATIOS` (``None`` keeps the source's shape);
-    ``output_format`` is a key of :data:`OUTPUT_FORMATS`. Raises :class:`UnreadableImageError`
-    when ``source`` is not an image and :class:`ValueError` for an unknown ratio or format.
+    ``output_format`` is a key of :data:`OUTPUT_FORMATS`. ``size`` asks for an exact
+    ``(width, height)`` instead, for providers that take a size rather than a ratio: the
+    source is cropped to its shape and scaled to it, past :data:`MAX_SIDE` if need be. Raises
+    :class:`UnreadableImageError` when ``source`` is not an image and :class:`ValueError` for
+    an unknown ratio or format, a size that is not positive, or both a ratio and a size.
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {sorted(OUTPUT_FORMATS)}")
     if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
         raise ValueError(f"aspect_ratio must be one of {sorted(ASPECT_RATIOS)}")
+    if size is not None and (aspect_ratio is not None or min(size) < 1):
+        raise ValueError("size must be a positive (width, height), and not given with a ratio")
     grade = grade_for(prompt, seed)
-    image = _fit(_open(source), aspect_ratio)
+    opened = _open(source)
+    if size is None:
+        image = _fit(opened, aspect_ratio)
+    else:
+        image = ImageOps.fit(opened, size, method=Image.Resampling.LANCZOS)
     image = _tint(image, grade)
     _frame(image, grade)
     _caption(image, prompt)

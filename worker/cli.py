@@ -142,13 +142,13 @@ def scheduler() -> None:
 
 @app.command()
 def emulate(
-    provider: Annotated[str, typer.Argument(help="Which provider to emulate: fal.")],
+    provider: Annotated[str, typer.Argument(help="Which provider: fal, runware or runflow.")],
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8100,
     latency: Annotated[float, typer.Option(help="Mean seconds a request runs.")] = 1.0,
     jitter: Annotated[float, typer.Option(help="Latency varies by up to this many seconds.")] = 0.3,
     concurrency: Annotated[
-        int, typer.Option(help="Requests run at once; the rest wait IN_QUEUE.")
+        int, typer.Option(help="Requests run at once; the rest wait in the provider's queue.")
     ] = 100,
     rate_5xx: Annotated[float, typer.Option(help="Share of submits answered 503.")] = 0.0,
     rate_429: Annotated[float, typer.Option(help="Share of submits answered 429.")] = 0.0,
@@ -156,29 +156,35 @@ def emulate(
     rate_moderated: Annotated[float, typer.Option(help="Share of results moderated.")] = 0.0,
     result_ttl: Annotated[float, typer.Option(help="Seconds output URLs stay valid.")] = 3600.0,
     seed: Annotated[int | None, typer.Option(help="Seed for the fault and latency draws.")] = None,
+    callback_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EDITQ_RUNFLOW_CALLBACK_SECRET",
+            help="runflow: the whsec_ secret callbacks are signed with.",
+        ),
+    ] = None,
 ) -> None:
     """Run a local server that speaks a provider's wire protocol and really edits images."""
-    if provider != "fal":
-        err.print(f"[red]unknown provider {provider!r}; choose fal[/red]")
-        raise typer.Exit(2)
-    from emulators import fal
+    from worker.emulate import EMULATORS, serve
 
+    if provider not in EMULATORS:
+        err.print(f"[red]invalid provider[/red]: {provider!r}; choose {', '.join(EMULATORS)}")
+        raise typer.Exit(2)
     _logging()
-    fal.serve(
-        host=host,
-        port=port,
-        config=fal.FalEmulatorConfig(
-            latency=latency,
-            jitter=jitter,
-            concurrency=concurrency,
-            rate_5xx=rate_5xx,
-            rate_429=rate_429,
-            rate_422=rate_422,
-            rate_moderated=rate_moderated,
-            result_ttl=result_ttl,
-            seed=seed,
-        ),
-    )
+    options: dict[str, object] = {
+        "latency": latency,
+        "jitter": jitter,
+        "concurrency": concurrency,
+        "rate_5xx": rate_5xx,
+        "rate_429": rate_429,
+        "rate_422": rate_422,
+        "rate_moderated": rate_moderated,
+        "result_ttl": result_ttl,
+        "seed": seed,
+    }
+    if provider == "runflow" and callback_secret:
+        options["callback_secret"] = callback_secret
+    serve(provider, host, port, options)
 
 
 @app.command()

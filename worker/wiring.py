@@ -10,6 +10,7 @@ import boto3
 import httpx
 from botocore.config import Config
 from celery import Celery
+from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,8 +24,11 @@ from worker.pipeline import Pipeline, Policy
 from worker.providers.base import Provider
 from worker.providers.fal import FalProvider
 from worker.providers.fal_signature import JwksCache
+from worker.providers.runflow import RunflowProvider
+from worker.providers.runware import RunwareProvider
 from worker.retry import RetryPolicy
 from worker.routing import Limits
+from worker.sources import source_size
 from worker.storage.s3 import S3Storage
 from worker.usecase import Database, TaskQueue
 
@@ -102,25 +106,55 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
         region_name=settings.s3_region,
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
     )
-    fal = FalProvider(
-        http=http,
-        base_url=settings.fal_url,
-        key=settings.fal_key.get_secret_value() if settings.fal_key else None,
-        jwks=JwksCache(http, settings.fal_jwks_url),
+    fetcher = Fetcher(
+        http, max_bytes=settings.max_output_bytes, allow_private=settings.private_urls_allowed
     )
     return Container(
         settings=settings,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         storage=S3Storage(s3, http, settings.s3_bucket),
-        providers={"fal": fal},
+        providers=build_providers(settings, http, fetcher),
         queue=CeleryQueue(celery, settings.queue),
         celery=celery,
         http=http,
-        fetcher=Fetcher(
-            http, max_bytes=settings.max_output_bytes, allow_private=settings.private_urls_allowed
-        ),
+        fetcher=fetcher,
     )
+
+
+def build_providers(
+    settings: Settings, http: httpx.Client, fetcher: Fetcher
+) -> dict[str, Provider]:
+    """Every provider adapter, configured from settings (keys may be absent in development)."""
+    return {
+        "fal": FalProvider(
+            http=http,
+            base_url=settings.fal_url,
+            key=_secret(settings.fal_key),
+            jwks=JwksCache(http, settings.fal_jwks_url),
+        ),
+        "runware": RunwareProvider(
+            http,
+            base_url=settings.runware_url,
+            api_key=_secret(settings.runware_api_key),
+            webhook_secret=_secret_bytes(settings.webhook_secret),
+            image_size=source_size(fetcher),
+        ),
+        "runflow": RunflowProvider(
+            http,
+            base_url=settings.runflow_url,
+            api_key=_secret(settings.runflow_api_key),
+            callback_secret=_secret_bytes(settings.runflow_callback_secret),
+        ),
+    }
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def _secret_bytes(value: SecretStr | None) -> bytes | None:
+    return value.get_secret_value().encode() if value else None
 
 
 def _dispatch_order(default: list[str], registered: dict[str, Provider]) -> tuple[str, ...]:

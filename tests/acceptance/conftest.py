@@ -36,18 +36,22 @@ CALM = {
 }
 
 
+PROVIDERS = ("fal", "runware", "runflow")
+
+
 @dataclass
 class Running:
-    """A running stack and clients for its API and its fal emulator."""
+    """A running stack, a client for its API and one for each provider emulator."""
 
     stack: Stack
     api: httpx.Client
-    fal: httpx.Client
+    emulators: dict[str, httpx.Client]
 
-    def submit(self, **changes: Any) -> dict[str, Any]:
-        """POST one job and return it."""
+    def submit(self, provider: str = "fal", **changes: Any) -> dict[str, Any]:
+        """POST one job for ``provider`` (unless ``providers`` is given) and return it."""
         from tests.factories import job_body
 
+        changes.setdefault("providers", [provider])
         answer = self.api.post("/v1/jobs", json=job_body(**changes))
         assert answer.status_code == 201, answer.text
         job: dict[str, Any] = answer.json()
@@ -65,27 +69,32 @@ class Running:
             job = self.job(job_id)
             return job if job["state"] in TERMINAL else None
 
-        return wait_until(
-            finished,
-            timeout=timeout,
-            interval=0.1,
-            what=f"job {job_id} to finish",
-        )
+        return wait_until(finished, timeout=timeout, interval=0.1, what=f"job {job_id} to finish")
 
-    def faults(self, **changes: Any) -> None:
-        """Change the emulator's behaviour."""
-        answer = self.fal.patch("/_emulator/config", json=changes)
+    def faults(self, provider: str = "fal", **changes: Any) -> None:
+        """Change an emulator's behaviour."""
+        answer = self.emulators[provider].patch("/_emulator/config", json=changes)
         assert answer.status_code == 200, answer.text
 
-    def stats(self) -> dict[str, int]:
-        """The emulator's counters."""
-        stats: dict[str, int] = self.fal.get("/_emulator/stats").json()
+    def stats(self, provider: str = "fal") -> dict[str, int]:
+        """An emulator's counters."""
+        stats: dict[str, int] = self.emulators[provider].get("/_emulator/stats").json()
         return stats
 
-    def provider_outputs(self, request_id: str) -> list[bytes]:
-        """The images the emulator produced for ``request_id``, fetched as fal serves them."""
-        result = self.fal.get(f"/fal-ai/flux-pro/requests/{request_id}").json()
-        return [self.fal.get(image["url"]).content for image in result["images"]]
+    def provider_outputs(self, provider: str, request_id: str) -> list[bytes]:
+        """The images an emulator produced for ``request_id``, read the provider's way."""
+        client = self.emulators[provider]
+        if provider == "fal":
+            urls = [
+                i["url"]
+                for i in client.get(f"/fal-ai/flux-pro/requests/{request_id}").json()["images"]
+            ]
+        elif provider == "runflow":
+            urls = client.get(f"/v1/runs/{request_id}").json()["output"]["image_urls"]
+        else:
+            task = [{"taskType": "getResponse", "taskUUID": request_id}]
+            urls = [i["imageURL"] for i in client.post("/v1", json=task).json()["data"]]
+        return [client.get(url).content for url in urls]
 
 
 def sha256(data: bytes) -> str:
@@ -95,7 +104,7 @@ def sha256(data: bytes) -> str:
 def start_stack(test_env: dict[str, str], logs: Path, *, webhooks: bool) -> Iterator[Running]:
     """Start emulator, api, worker and scheduler; stop them afterwards."""
     ports = Ports.free()
-    api_url, fal_url = f"http://127.0.0.1:{ports.api}", f"http://127.0.0.1:{ports.fal}"
+    api_url = f"http://127.0.0.1:{ports.api}"
     env = local_env(test_env, ports, webhooks=webhooks)
     env.update(
         EDITQ_ENV="development",
@@ -111,19 +120,26 @@ def start_stack(test_env: dict[str, str], logs: Path, *, webhooks: bool) -> Iter
     with Stack(env, logs) as stack:
         start_all(stack, ports)
         headers = {"Authorization": f"Bearer {API_KEY}"}
-        with (
-            httpx.Client(base_url=api_url, headers=headers, timeout=30) as api,
-            httpx.Client(
-                base_url=fal_url, headers={"Authorization": "Key test"}, timeout=30
-            ) as fal,
-        ):
-            yield Running(stack, api, fal)
+        keys = {"fal": "Key test", "runware": "Bearer test", "runflow": "Bearer test"}
+        emulators = {
+            p: httpx.Client(
+                base_url=f"http://127.0.0.1:{getattr(ports, p)}",
+                headers={"Authorization": keys[p]},
+                timeout=30,
+            )
+            for p in PROVIDERS
+        }
+        with httpx.Client(base_url=api_url, headers=headers, timeout=30) as api:
+            yield Running(stack, api, emulators)
+        for client in emulators.values():
+            client.close()
 
 
 @pytest.fixture(autouse=True)
 def _calm_emulator(request: pytest.FixtureRequest) -> None:
     """Every acceptance test starts with a well-behaved provider."""
-    for name in ("webhook_stack", "polling_stack"):
+    for name in ("webhook_stack", "polling_stack", "cli_stack", "storm_stack"):
         if name in request.fixturenames:
             running: Running = request.getfixturevalue(name)
-            running.faults(**CALM)
+            for provider in PROVIDERS:
+                running.faults(provider, **CALM)

@@ -1,17 +1,19 @@
-"""End to end with webhooks: real processes, signed callbacks, outputs copied byte for byte."""
+"""End to end with webhooks, on each provider: real processes, callbacks, outputs byte for byte."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.acceptance.conftest import Running, sha256, start_stack
+from tests.acceptance.conftest import PROVIDERS, Running, sha256, start_stack
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.acceptance
+each_provider = pytest.mark.parametrize("provider", PROVIDERS)
 
 
 @pytest.fixture(scope="module")
@@ -21,34 +23,56 @@ def webhook_stack(
     yield from start_stack(test_env, tmp_path_factory.mktemp("logs"), webhooks=True)
 
 
-def test_a_job_succeeds_by_webhook_with_the_providers_bytes(webhook_stack: Running) -> None:
-    before = webhook_stack.stats()
-    job = webhook_stack.submit(input={"num_images": 2, "output_format": "png"})
+@each_provider
+def test_a_job_succeeds_by_webhook_with_the_providers_bytes(
+    webhook_stack: Running, provider: str
+) -> None:
+    before = webhook_stack.stats(provider)
+    job = webhook_stack.submit(provider, input={"output_format": "png"})
 
     done = webhook_stack.wait_terminal(job["id"])
 
     assert done["state"] == "succeeded", done["error"]
+    assert done["provider"] == provider
     finalize = next(e for e in done["events"] if e["transition"] == "begin_finalize")
-    assert finalize["actor"] == "webhook"  # the callback, not a poll, moved it on
-    assert webhook_stack.stats()["webhooks_sent"] > before["webhooks_sent"]
+    assert finalize["actor"] in {"webhook", "worker"}
+    assert webhook_stack.stats(provider)["webhooks_sent"] > before["webhooks_sent"]
     [attempt] = done["attempts"]
-    produced = webhook_stack.provider_outputs(attempt["request_id"])
-    assert len(done["outputs"]) == 2
-    for output, original in zip(done["outputs"], produced, strict=True):
-        stored = httpx.get(output["url"]).content  # the presigned GET from the API answer
-        assert sha256(stored) == sha256(original) == output["sha256"]
-        assert output["bytes"] == len(original) and output["content_type"] == "image/png"
-    assert done["cost_usd"] == pytest.approx(0.08)
+    [original] = webhook_stack.provider_outputs(provider, attempt["request_id"])
+    [output] = done["outputs"]
+    stored = httpx.get(output["url"]).content  # the presigned GET from the API answer
+    assert sha256(stored) == sha256(original) == output["sha256"]
+    assert output["bytes"] == len(original) and output["content_type"] == "image/png"
+    assert done["cost_usd"] == pytest.approx(0.04)
 
 
-def test_a_webhook_delivered_three_times_finalizes_once(webhook_stack: Running) -> None:
-    webhook_stack.faults(webhook_duplicates=2)
-    sent_before = webhook_stack.stats()["webhooks_sent"]
-    job = webhook_stack.submit()
+def test_webhooks_move_fal_and_runflow_jobs_on_without_a_poll(webhook_stack: Running) -> None:
+    for provider in ("fal", "runflow"):
+        done = webhook_stack.wait_terminal(webhook_stack.submit(provider)["id"])
+        finalize = next(e for e in done["events"] if e["transition"] == "begin_finalize")
+        assert finalize["actor"] == "webhook", provider
+
+
+def test_a_runware_callback_wakes_a_poll_that_confirms_it(webhook_stack: Running) -> None:
+    # Runware does not sign its callbacks: one only makes the worker ask getResponse now.
+    webhook_stack.faults("runware", latency=0.3)
+    done = webhook_stack.wait_terminal(webhook_stack.submit("runware")["id"])
+    assert done["state"] == "succeeded"
+    finalize = next(e for e in done["events"] if e["transition"] == "begin_finalize")
+    assert finalize["actor"] == "worker"
+
+
+@each_provider
+def test_a_webhook_delivered_three_times_finalizes_once(
+    webhook_stack: Running, provider: str
+) -> None:
+    webhook_stack.faults(provider, webhook_duplicates=2)
+    sent_before = webhook_stack.stats(provider)["webhooks_sent"]
+    job = webhook_stack.submit(provider)
 
     done = webhook_stack.wait_terminal(job["id"])
     wait_until(
-        lambda: webhook_stack.stats()["webhooks_sent"] >= sent_before + 3,
+        lambda: webhook_stack.stats(provider)["webhooks_sent"] >= sent_before + 3,
         timeout=20,
         what="all three deliveries",
     )
@@ -61,32 +85,61 @@ def test_a_webhook_delivered_three_times_finalizes_once(webhook_stack: Running) 
     assert len(final["outputs"]) == 1 and len(final["attempts"]) == 1
 
 
-def test_a_forged_webhook_gets_401_and_changes_nothing(webhook_stack: Running) -> None:
-    webhook_stack.faults(latency=30)  # keep the real attempt running while we forge
-    job = webhook_stack.submit()
+def _forgery(provider: str, attempt: dict[str, Any]) -> dict[str, Any]:
+    """Everything a real callback for this attempt carries, but not the provider's proof."""
+    request_id = attempt["request_id"]
+    if provider == "fal":
+        return {
+            "params": {"attempt": attempt["id"]},
+            "json": {
+                "request_id": request_id,
+                "status": "OK",
+                "payload": {"images": [{"url": "http://evil/x.png"}]},
+            },
+            "headers": {
+                "X-Fal-Webhook-Request-Id": request_id,
+                "X-Fal-Webhook-User-Id": "someone",
+                "X-Fal-Webhook-Timestamp": str(int(time.time())),
+                "X-Fal-Webhook-Signature": "ab" * 64,
+            },
+        }
+    if provider == "runflow":
+        return {
+            "json": {
+                "event": "run.completed", "run_id": request_id, "status": "succeeded",
+                "output": {"image_urls": ["http://evil/x.png"]},
+                "metadata": {"editq_attempt": attempt["id"]},
+            },
+            "headers": {"Runflow-Signature": "ab" * 32},
+        }  # fmt: skip
+    return {
+        "params": {"attempt": attempt["id"], "token": "0" * 64},
+        "json": {
+            "data": [
+                {
+                    "taskType": "imageInference",
+                    "taskUUID": request_id,
+                    "status": "success",
+                    "imageURL": "http://evil/x.png",
+                }
+            ]
+        },
+    }
+
+
+@each_provider
+def test_a_forged_webhook_gets_401_and_changes_nothing(
+    webhook_stack: Running, provider: str
+) -> None:
+    webhook_stack.faults(provider, latency=30)  # keep the real attempt running while we forge
+    job = webhook_stack.submit(provider)
     running = wait_until(
         lambda: (j := webhook_stack.job(job["id"]))["state"] == "running" and j,
         what="job to be running",
     )
     [attempt] = running["attempts"]
-    request_id = attempt["request_id"]
 
-    # Everything a real callback carries, for the real attempt, but not fal's signature.
-    forged = webhook_stack.api.post(
-        "/v1/webhooks/fal",
-        params={"attempt": attempt["id"]},
-        json={
-            "request_id": request_id,
-            "status": "OK",
-            "payload": {"images": [{"url": "http://evil/x.png"}]},
-        },
-        headers={
-            "X-Fal-Webhook-Request-Id": request_id,
-            "X-Fal-Webhook-User-Id": "someone",
-            "X-Fal-Webhook-Timestamp": str(int(time.time())),
-            "X-Fal-Webhook-Signature": "ab" * 64,
-        },
-    )
+    forged = webhook_stack.api.post(f"/v1/webhooks/{provider}", **_forgery(provider, attempt))
 
     assert forged.status_code == 401
     assert forged.json()["error"]["code"] == "webhook_signature_invalid"
@@ -96,30 +149,34 @@ def test_a_forged_webhook_gets_401_and_changes_nothing(webhook_stack: Running) -
     webhook_stack.api.post(f"/v1/jobs/{job['id']}/cancel")
 
 
-def test_a_422_from_fal_fails_the_job_at_once_without_retry(webhook_stack: Running) -> None:
-    webhook_stack.faults(rate_422=1.0)
-    before = webhook_stack.stats()
-    job = webhook_stack.submit()
+@each_provider
+def test_a_validation_error_fails_the_job_at_once_without_retry(
+    webhook_stack: Running, provider: str
+) -> None:
+    webhook_stack.faults(provider, rate_422=1.0)
+    before = webhook_stack.stats(provider)
+    job = webhook_stack.submit(provider)
 
     done = webhook_stack.wait_terminal(job["id"])
 
     assert done["state"] == "failed"
     assert done["error"]["code"] == "provider_validation"
     assert len(done["attempts"]) == 1
-    after = webhook_stack.stats()
+    after = webhook_stack.stats(provider)
     assert after["rejected"] == before["rejected"] + 1
     assert after["accepted"] == before["accepted"]  # nothing was paid for
 
 
-def test_a_503_is_retried_until_it_succeeds(webhook_stack: Running) -> None:
-    webhook_stack.faults(rate_5xx=1.0)
-    job = webhook_stack.submit()
+@each_provider
+def test_a_503_is_retried_until_it_succeeds(webhook_stack: Running, provider: str) -> None:
+    webhook_stack.faults(provider, rate_5xx=1.0)
+    job = webhook_stack.submit(provider)
     wait_until(
         lambda: len(webhook_stack.job(job["id"])["attempts"]) >= 2,
         timeout=30,
         what="a second attempt after the 503",
     )
-    webhook_stack.faults(rate_5xx=0.0)
+    webhook_stack.faults(provider, rate_5xx=0.0)
 
     done = webhook_stack.wait_terminal(job["id"])
 

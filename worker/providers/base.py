@@ -171,8 +171,8 @@ class Provider(Protocol):
         """Verify and parse a callback. Raises :class:`WebhookRejected`."""
         ...
 
-    def webhook_url(self, public_url: str, attempt_id: uuid.UUID) -> str:
-        """The callback URL to hand the provider for one attempt."""
+    def webhook_url(self, public_url: str, attempt_id: uuid.UUID) -> str | None:
+        """The callback URL to hand the provider for one attempt; None: poll this one."""
         ...
 
     def cancel(self, ref: AttemptRef) -> None:

@@ -2,9 +2,9 @@
 
 Runflow's docs name a run's state ``status_code`` (API reference) and ``status`` (older
 pages, and every callback), and its failure stage ``failure_stage`` or
-``failure_stage_code``; each pair is read in that order. A callback carries no
+``failure_stage_code``; each pair is read in that order. A callback documents no
 ``failure_*`` fields: a failed run's ``output`` is an error envelope
-(``{"code", "message", ...}``) instead.
+(``{"code", "message", ...}``) instead. Top-level ``failure_*`` fields win when present.
 """
 
 from __future__ import annotations

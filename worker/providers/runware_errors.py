@@ -22,7 +22,7 @@ The table (first matching row wins):
 - a safety code (``contentPolicyViolation``, ``providerContentPolicyViolation``,
   ``nsfwContentDetected``, ``promptBlocked``, ``imageBlocked``, ...) -> terminal
   ``content_moderated``
-- 408/504, or a timeout code (``timeoutProvider``, ``*Timeout*``) -> retryable
+- 408/504, or a timeout code (``timeoutProvider``, ``timeout*``, ``*Timeout*``) -> retryable
   ``provider_timeout``
 - a provider or server code (``inferenceError``, ``taskFailed``, ``uploadFailed``,
   ``noAvailableServer``, ``modelUnavailable``, ``provider*``, ``internalServerError``, ...)
@@ -126,16 +126,18 @@ def classify_runware_error(
     errors = error_objects(_decode(body))
     code = _first(errors, "code") or ""
     detail = describe_errors(errors) if errors else _text(body)
-    for matches, decide in _RULES:
+    if _is_rate_limit(status_code, code):
+        retry_after = parse_retry_after(_header(headers, "retry-after"), now)
+        message = f"Runware is rate limiting this account: {detail}"
+        return Fault(ErrorKind.RATE_LIMITED, RATE_LIMITED, message, retry_after=retry_after)
+    for matches, kind, stable_code, template in _RULES:
         if matches(status_code, code, errors):
-            return decide(status_code, detail, headers, now)
+            return Fault(kind, stable_code, template.format(status=status_code, detail=detail))
     if status_code >= 400:
-        return Fault(
-            ErrorKind.TERMINAL,
-            PROVIDER_REJECTED,
-            f"Runware rejected the request ({status_code}): {detail}",
-        )
-    return Fault(ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, f"Runware reported a failure: {detail}")
+        message = f"Runware rejected the request ({status_code}): {detail}"
+        return Fault(ErrorKind.TERMINAL, PROVIDER_REJECTED, message)
+    message = f"Runware reported a failure: {detail}"
+    return Fault(ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, message)
 
 
 def error_objects(decoded: object) -> list[Mapping[str, Any]]:
@@ -176,30 +178,17 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{code}{where}: {error.get('message') or 'no message'}"
 
 
-# -- the table's rows: (does it match?, what fault) -----------------------------------------
+# -- the table's rows after the rate limit: (does it match?, kind, code, message) -----------
 
 Matcher = Callable[[int, str, list[Mapping[str, Any]]], bool]
-Decider = Callable[[int, str, Mapping[str, str], float | None], Fault]
 
 
-def _rate_limited(status: int, detail: str, headers: Mapping[str, str], now: float | None) -> Fault:
-    return Fault(
-        ErrorKind.RATE_LIMITED,
-        RATE_LIMITED,
-        f"Runware is rate limiting this account: {detail}",
-        retry_after=parse_retry_after(_header(headers, "retry-after"), now),
-    )
-
-
-def _fault(kind: ErrorKind, code: str, template: str) -> Decider:
-    def decide(status: int, detail: str, _: Mapping[str, str], __: float | None) -> Fault:
-        return Fault(kind, code, template.format(status=status, detail=detail))
-
-    return decide
-
-
-def _is_rate_limit(status: int, code: str, _: list[Mapping[str, Any]]) -> bool:
+def _is_rate_limit(status: int, code: str) -> bool:
     return status == 429 or code == "rateLimitExceeded" or "RateLimit" in code
+
+
+def _is_server(status: int, _: str, __: list[Mapping[str, Any]]) -> bool:
+    return status >= 500
 
 
 def _is_auth(status: int, code: str, _: list[Mapping[str, Any]]) -> bool:
@@ -211,12 +200,21 @@ def _is_credits(status: int, code: str, _: list[Mapping[str, Any]]) -> bool:
     return status == 402 or money or code in {"paymentRequired", "environmentPaused"}
 
 
+def _is_safety(_: int, code: str, __: list[Mapping[str, Any]]) -> bool:
+    return code in _SAFETY_CODES
+
+
 def _is_timeout(status: int, code: str, _: list[Mapping[str, Any]]) -> bool:
-    return status in (408, 504) or "Timeout" in code or code == "timeout"
+    # "timeoutProvider" is Runware's own example; the SDK's check ("Timeout" in it) misses it.
+    return status in (408, 504) or "Timeout" in code or code.startswith("timeout")
 
 
 def _is_provider(_: int, code: str, __: list[Mapping[str, Any]]) -> bool:
     return code in _PROVIDER_CODES or code.startswith("provider")
+
+
+def _is_lost(_: int, code: str, __: list[Mapping[str, Any]]) -> bool:
+    return is_not_found(code)
 
 
 def _is_image(_: int, code: str, errors: list[Mapping[str, Any]]) -> bool:
@@ -227,75 +225,48 @@ def _is_image(_: int, code: str, errors: list[Mapping[str, Any]]) -> bool:
 
 
 def _is_validation(status: int, code: str, _: list[Mapping[str, Any]]) -> bool:
-    return (
-        status in (400, 422) or code.startswith(_VALIDATION_PREFIXES) or (code in _VALIDATION_CODES)
-    )
+    prefixed = code.startswith(_VALIDATION_PREFIXES)
+    return status in (400, 422) or prefixed or code in _VALIDATION_CODES
 
 
-_RULES: tuple[tuple[Matcher, Decider], ...] = (
-    (_is_rate_limit, _rate_limited),
-    (
-        lambda status, _, __: status >= 500,
-        _fault(ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, "Runware answered {status}: {detail}"),
-    ),
+_RETRY, _STOP = ErrorKind.RETRYABLE, ErrorKind.TERMINAL
+_RULES: tuple[tuple[Matcher, ErrorKind, str, str], ...] = (
+    (_is_server, _RETRY, PROVIDER_UNAVAILABLE, "Runware answered {status}: {detail}"),
     (
         _is_auth,
-        _fault(
-            ErrorKind.TERMINAL,
-            PROVIDER_AUTH_FAILED,
-            "Runware refused our key ({status}): {detail}; check RUNWARE_API_KEY",
-        ),
+        _STOP,
+        PROVIDER_AUTH_FAILED,
+        "Runware refused our key ({status}): {detail}; check RUNWARE_API_KEY",
     ),
     (
         _is_credits,
-        _fault(
-            ErrorKind.TERMINAL,
-            PROVIDER_REJECTED,
-            "Runware refused to run it for lack of credit ({status}): {detail}; top up the account",
-        ),
+        _STOP,
+        PROVIDER_REJECTED,
+        "Runware refused to run it for lack of credit ({status}): {detail}; top up the account",
     ),
     (
-        lambda _, code, __: code in _SAFETY_CODES,
-        _fault(
-            ErrorKind.TERMINAL,
-            CONTENT_MODERATED,
-            "Runware's content checker refused the request: {detail}; change the prompt or"
-            " image, or raise safety_tolerance",
-        ),
+        _is_safety,
+        _STOP,
+        CONTENT_MODERATED,
+        "Runware's content checker refused the request: {detail}; change the prompt or image,"
+        " or raise safety_tolerance",
     ),
+    (_is_timeout, _RETRY, PROVIDER_TIMEOUT, "Runware timed out ({status}): {detail}"),
+    (_is_provider, _RETRY, PROVIDER_UNAVAILABLE, "Runware failed to run it: {detail}"),
     (
-        _is_timeout,
-        _fault(ErrorKind.RETRYABLE, PROVIDER_TIMEOUT, "Runware timed out ({status}): {detail}"),
-    ),
-    (
-        _is_provider,
-        _fault(ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, "Runware failed to run it: {detail}"),
-    ),
-    (
-        lambda _, code, __: is_not_found(code),
-        _fault(
-            ErrorKind.RETRYABLE,
-            PROVIDER_REQUEST_LOST,
-            "Runware does not know the task (any more): {detail}",
-        ),
+        _is_lost,
+        _RETRY,
+        PROVIDER_REQUEST_LOST,
+        "Runware does not know the task (any more): {detail}",
     ),
     (
         _is_image,
-        _fault(
-            ErrorKind.TERMINAL,
-            SOURCE_IMAGE_UNREADABLE,
-            "Runware could not use the source image: {detail}; check that image_url is a"
-            " reachable, valid image",
-        ),
+        _STOP,
+        SOURCE_IMAGE_UNREADABLE,
+        "Runware could not use the source image: {detail}; check that image_url is a reachable,"
+        " valid image",
     ),
-    (
-        _is_validation,
-        _fault(
-            ErrorKind.TERMINAL,
-            PROVIDER_VALIDATION,
-            "Runware rejected the input ({status}): {detail}",
-        ),
-    ),
+    (_is_validation, _STOP, PROVIDER_VALIDATION, "Runware rejected the input ({status}): {detail}"),
 )
 
 

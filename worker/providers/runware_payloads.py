@@ -12,11 +12,24 @@ import hmac
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from worker.canonical import EditInput
+from worker.providers import common as codes
+from worker.providers.base import (
+    AttemptRef,
+    Completed,
+    ErrorKind,
+    Failed,
+    Fault,
+    Outcome,
+    Pending,
+    RemoteOutput,
+)
+from worker.providers.runware_errors import classify_runware_error
 
 #: Canonical aspect ratio -> the (width, height) sent to Runware for it, about a megapixel
 #: each, as FLUX.1 Kontext generates them.
@@ -150,3 +163,87 @@ def _objects(value: object) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(value, list):
         return ()
     return tuple(item for item in value if isinstance(item, dict))
+
+
+def generation_failure(answer: Envelope, status_code: int) -> Fault | None:
+    """How a generation failed, when a poll reports one failed; ``None`` when none did.
+
+    Runware reports a failed generation in ``errors`` (scoped to the ``imageInference``
+    task) or, in its SDK's other shape, as a ``data`` item with ``status: "error"``.
+    """
+    for error in answer.errors:
+        if error.get("taskType") == "imageInference" or error.get("status") == "error":
+            return classify_runware_error(status_code, {}, {"errors": [error]})
+    for item in answer.data:
+        if item.get("status") == "error":
+            nested = item.get("error")
+            error = nested if isinstance(nested, dict) else item
+            return classify_runware_error(status_code, {}, {"errors": [error]})
+    return None
+
+
+def progress(ref: AttemptRef, answer: Envelope) -> Outcome:
+    """What a poll says about an attempt with no failed generation.
+
+    :class:`Pending` until every image asked for (``ref.data["images"]``) has succeeded;
+    then :class:`Completed` with the outputs and their summed ``cost``. An output flagged
+    ``NSFWContent`` fails the attempt as moderated.
+    """
+    items = [item for item in answer.data if item.get("taskUUID") in (None, ref.request_id)]
+    if any(item.get("NSFWContent") is True for item in items):
+        return Failed(
+            Fault(
+                ErrorKind.TERMINAL,
+                codes.CONTENT_MODERATED,
+                "Runware flagged an output as NSFW; change the prompt or image",
+            )
+        )
+    done: dict[str, Mapping[str, Any]] = {}
+    for index, item in enumerate(items):
+        if item.get("status") not in UNFINISHED and item.get("imageURL") is not None:
+            # A poll repeats the generations it reported before; the image id dedupes them.
+            done.setdefault(str(item.get("imageUUID") or index), item)
+    expected = ref.data.get("images", 1)
+    if len(done) < (expected if isinstance(expected, int) else 1):
+        return Pending()
+    outputs = []
+    for item in done.values():
+        url = item["imageURL"]
+        if not isinstance(url, str) or not url:
+            return Failed(invalid_answer(f"a generation has no usable imageURL: {url!r}"))
+        outputs.append(
+            RemoteOutput(
+                url=url,
+                content_type=_content_type(ref, url),
+                stored=bool(ref.data.get("uploaded")),
+            )
+        )
+    return Completed(outputs=tuple(outputs), cost_usd=_cost(done.values()))
+
+
+def _content_type(ref: AttemptRef, url: str) -> str | None:
+    recorded = ref.data.get("content_type")
+    if isinstance(recorded, str):
+        return recorded
+    # An attempt recorded before the format was kept: Runware names files by their format.
+    path = url.split("?", 1)[0].lower()
+    if path.endswith(".png"):
+        return "image/png"
+    return "image/jpeg" if path.endswith((".jpg", ".jpeg")) else None
+
+
+def _cost(items: Iterable[Mapping[str, Any]]) -> Decimal | None:
+    total: Decimal | None = None
+    for item in items:
+        value = item.get("cost")
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:
+                total = (total or Decimal(0)) + Decimal(str(value))
+            except InvalidOperation:
+                continue
+    return total
+
+
+def invalid_answer(message: str) -> Fault:
+    """The fault of an answer that is not what Runware's protocol promises (retryable)."""
+    return Fault(ErrorKind.RETRYABLE, codes.PROVIDER_RESPONSE_INVALID, message)
