@@ -34,6 +34,15 @@ PROVIDER_RESPONSE_INVALID = "provider_response_invalid"
 #: The canonical model is not offered by the provider.
 MODEL_UNSUPPORTED = "model_unsupported"
 
+#: The provider's run failed for a reason it does not name; worth another attempt.
+PROVIDER_FAILED = "provider_failed"
+#: The provider canceled the attempt itself.
+PROVIDER_CANCELED = "provider_canceled"
+#: A callback whose signature (or URL token) does not verify.
+WEBHOOK_SIGNATURE_INVALID = "webhook_signature_invalid"
+#: A verified callback whose body is not the provider's shape.
+WEBHOOK_MALFORMED = "webhook_malformed"
+
 _DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 

@@ -34,10 +34,10 @@ from worker.providers.base import (
     WebhookEvent,
     WebhookRejected,
 )
+from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
 from worker.providers.common import transport_fault
 from worker.providers.fal_errors import classify_fal_error
 from worker.providers.fal_payloads import (
-    MALFORMED,
     attempt_id_from_query,
     fault_from_error_text,
     json_object,

@@ -17,10 +17,8 @@ from worker.providers.base import (
     RemoteOutput,
     WebhookRejected,
 )
+from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
 from worker.providers.fal_errors import classify_fal_error, has_detail_list
-
-#: Stable code of a callback that is authentic but not what fal's protocol promises.
-MALFORMED = "webhook_malformed"
 
 # fal reports a failed request's status as text: "Invalid status code: 422".
 _STATUS_IN_ERROR = re.compile(r"status code:?\s*([1-5][0-9]{2})\b", re.IGNORECASE)

@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from worker.providers.base import WebhookRejected
+from worker.providers.common import WEBHOOK_SIGNATURE_INVALID as SIGNATURE_INVALID
 
 #: Where fal publishes its webhook signing keys.
 FAL_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
@@ -28,8 +29,6 @@ FAL_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 DEFAULT_TTL_SECONDS = 24 * 3600.0
 #: How far a callback's timestamp may be from our clock, either way.
 TIMESTAMP_TOLERANCE_SECONDS = 300
-#: Stable code of every signature failure.
-SIGNATURE_INVALID = "webhook_signature_invalid"
 #: Stable code when the keys could not be fetched, so nothing could be verified.
 KEYS_UNAVAILABLE = "webhook_keys_unavailable"
 

@@ -35,11 +35,11 @@ from worker.providers.base import (
     WebhookEvent,
     WebhookRejected,
 )
+from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
 from worker.providers.common import transport_fault
 from worker.providers.runflow_errors import classify_runflow_error, describe_error
 from worker.providers.runflow_payloads import (
     ATTEMPT_KEY,
-    MALFORMED,
     attempt_from_metadata,
     callback_outcome,
     invalid_response,

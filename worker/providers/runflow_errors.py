@@ -46,6 +46,8 @@ from worker.providers.base import ErrorKind, Fault
 from worker.providers.common import (
     CONTENT_MODERATED,
     PROVIDER_AUTH_FAILED,
+    PROVIDER_CANCELED,
+    PROVIDER_FAILED,
     PROVIDER_REJECTED,
     PROVIDER_TIMEOUT,
     PROVIDER_UNAVAILABLE,
@@ -54,11 +56,6 @@ from worker.providers.common import (
     SOURCE_IMAGE_UNREADABLE,
     parse_retry_after,
 )
-
-#: The provider ran the attempt and failed on its own side, for no reason it would name.
-PROVIDER_FAILED = "provider_failed"
-#: The provider canceled the attempt itself; asking again would not change its mind.
-PROVIDER_CANCELED = "provider_canceled"
 
 _IMAGE_FIELD = "image_url"
 # Runflow echoes inputs (a data URI can be megabytes) and error pages can be long.

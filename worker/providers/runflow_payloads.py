@@ -27,10 +27,9 @@ from worker.providers.base import (
     RemoteOutput,
     WebhookRejected,
 )
+from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
 from worker.providers.runflow_errors import canceled_fault, classify_run_failure
 
-#: Stable code of a callback that is authentic but not what Runflow's protocol promises.
-MALFORMED = "webhook_malformed"
 #: The metadata key our attempt id travels under, signed inside the callback body.
 ATTEMPT_KEY = "editq_attempt"
 

@@ -16,9 +16,8 @@ import hmac
 from collections.abc import Mapping
 
 from worker.providers.base import WebhookRejected
+from worker.providers.common import WEBHOOK_SIGNATURE_INVALID as SIGNATURE_INVALID
 
-#: Stable code of every signature failure.
-SIGNATURE_INVALID = "webhook_signature_invalid"
 SIGNATURE_HEADER = "runflow-signature"
 
 

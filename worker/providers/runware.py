@@ -37,6 +37,8 @@ from worker.providers.base import (
     WebhookEvent,
     WebhookRejected,
 )
+from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
+from worker.providers.common import WEBHOOK_SIGNATURE_INVALID as SIGNATURE_INVALID
 from worker.providers.common import transport_fault
 from worker.providers.runware_errors import (
     CONFLICT_TASK_UUID,
@@ -64,10 +66,6 @@ RUNWARE_API_URL = "https://api.runware.ai/v1"
 #: is not in our protocol notes, so it is refused rather than guessed.
 MODEL_IDS: Mapping[str, str] = {"flux-kontext-pro": "bfl:3@1"}
 
-#: Stable code of a callback whose URL token is missing or wrong.
-SIGNATURE_INVALID = "webhook_signature_invalid"
-#: Stable code of a callback that is authentic but not what Runware's protocol promises.
-MALFORMED = "webhook_malformed"
 
 ImageSize = Callable[[str], tuple[int, int]]
 
