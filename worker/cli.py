@@ -188,6 +188,30 @@ def emulate(
 
 
 @app.command()
+def providers() -> None:
+    """Each provider's circuit breaker, jobs in flight, capacity and submit rate."""
+    from rich.table import Table
+
+    from worker.health import provider_status
+    from worker.usecase import Database
+    from worker.wiring import build
+
+    container = build(load_settings())
+    table = Table("provider", "breaker", "failures", "in flight", "capacity", "submits/s")
+    for s in provider_status(Database(container.sessions, "cli"), container.policy().limits):
+        colour = "green" if s.breaker == "closed" else "red"
+        table.add_row(
+            s.name,
+            f"[{colour}]{s.breaker}[/{colour}]",
+            str(s.consecutive_failures),
+            str(s.in_flight),
+            str(s.capacity),
+            "unlimited" if s.submit_rate is None else f"{s.submit_rate:g}",
+        )
+    Console().print(table)
+
+
+@app.command()
 def dev(
     home: HomeOption = DEFAULT_HOME,
     api_port: Annotated[int, typer.Option()] = 8000,

@@ -101,7 +101,13 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def start_stack(test_env: dict[str, str], logs: Path, *, webhooks: bool) -> Iterator[Running]:
+def start_stack(
+    test_env: dict[str, str],
+    logs: Path,
+    *,
+    webhooks: bool,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Running]:
     """Start emulator, api, worker and scheduler; stop them afterwards."""
     ports = Ports.free()
     api_url = f"http://127.0.0.1:{ports.api}"
@@ -117,6 +123,7 @@ def start_stack(test_env: dict[str, str], logs: Path, *, webhooks: bool) -> Iter
         EDITQ_BACKOFF_MAX_SECONDS="1",
         EDITQ_LEASE_SECONDS="10",
     )
+    env.update(extra_env or {})
     with Stack(env, logs) as stack:
         start_all(stack, ports)
         headers = {"Authorization": f"Bearer {API_KEY}"}

@@ -15,6 +15,10 @@ from sqlalchemy import text
 
 from emulators.fal import FalEmulatorConfig, create_app
 from emulators.faults import WebhookPolicy
+from emulators.runflow import RunflowEmulatorConfig
+from emulators.runflow import create_app as create_runflow_app
+from emulators.runware import RunwareEmulatorConfig
+from emulators.runware import create_app as create_runware_app
 from emulators.server import RunningServer, run_in_thread
 from worker import scheduler
 from worker.celery_app import app as celery_app
@@ -39,8 +43,39 @@ def fal_emulator() -> Iterator[RunningServer]:
         yield server
 
 
+#: What the Runware emulator reports per image, unlike the list price, so a test can tell
+#: a reported cost from a looked-up one.
+RUNWARE_REPORTED_COST = 0.05
+RUNFLOW_SECRET = "whsec_integration-secret"
+
+
 @pytest.fixture(scope="session")
-def container(test_env: dict[str, str], fal_emulator: RunningServer) -> Iterator[Container]:
+def runware_emulator() -> Iterator[RunningServer]:
+    """A Runware emulator that reports its own cost per image."""
+    config = RunwareEmulatorConfig(
+        latency=0.15, jitter=0.05, concurrency=50, cost_per_image=RUNWARE_REPORTED_COST, seed=8
+    )
+    with run_in_thread(create_runware_app(config)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def runflow_emulator() -> Iterator[RunningServer]:
+    """A Runflow emulator signing callbacks with the secret the container checks."""
+    config = RunflowEmulatorConfig(
+        latency=0.15, jitter=0.05, concurrency=50, callback_secret=RUNFLOW_SECRET, seed=9
+    )
+    with run_in_thread(create_runflow_app(config)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def container(
+    test_env: dict[str, str],
+    fal_emulator: RunningServer,
+    runware_emulator: RunningServer,
+    runflow_emulator: RunningServer,
+) -> Iterator[Container]:
     """This process's container, built from the test environment (as a worker builds it)."""
     env = {
         **test_env,
@@ -49,6 +84,12 @@ def container(test_env: dict[str, str], fal_emulator: RunningServer) -> Iterator
         "EDITQ_FAL_URL": fal_emulator.url,
         "EDITQ_FAL_JWKS_URL": f"{fal_emulator.url}/.well-known/jwks.json",
         "FAL_KEY": "integration-fal-key",
+        "EDITQ_RUNWARE_URL": f"{runware_emulator.url}/v1",
+        "RUNWARE_API_KEY": "integration-runware-key",
+        "EDITQ_RUNFLOW_URL": runflow_emulator.url,
+        "RUNFLOW_API_KEY": "integration-runflow-key",
+        "EDITQ_RUNFLOW_CALLBACK_SECRET": RUNFLOW_SECRET,
+        "EDITQ_WEBHOOK_SECRET": "integration-webhook-secret",
         "EDITQ_POLL_SECONDS": "0.2",
         "EDITQ_POLL_MAX_SECONDS": "1",
         "EDITQ_BACKOFF_BASE_SECONDS": "0.2",

@@ -262,3 +262,43 @@ def test_a_forged_webhook_is_refused_and_changes_nothing(
     assert forged.json()["error"]["code"] == "webhook_signature_invalid"
     assert _rows(container) == before
     assert client.get(f"/v1/jobs/{job_id}", headers=AUTH).json()["state"] == "queued"
+
+
+def test_a_provider_that_cannot_honour_a_field_is_left_out_and_named(
+    client: httpx.Client,
+) -> None:
+    body = job_body(input={"guidance_scale": 4.5}, providers=["fal", "runware"])
+    answer = client.post("/v1/jobs", json=body, headers=AUTH)
+    assert answer.status_code == 201, answer.text
+    job = answer.json()
+    assert job["providers"] == ["fal"]
+    assert set(job["excluded_providers"]) == {"runware"}
+    assert job["excluded_providers"]["runware"].startswith("guidance_scale:")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"input": {"guidance_scale": 4.5}, "providers": ["runware"]}, "input.guidance_scale"),
+        ({"model": "flux-kontext-max", "providers": ["runflow", "runware"]}, "model"),
+    ],
+)
+def test_a_job_no_listed_provider_can_run_is_a_422_naming_the_field(
+    client: httpx.Client, container: Container, change: dict[str, Any], field: str
+) -> None:
+    answer = client.post("/v1/jobs", json=job_body(**change), headers=AUTH)
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "unsupported_by_providers"
+    assert {f["field"] for f in error["fields"]} == {field}
+    assert {f["rule"] for f in error["fields"]} == {"unsupported_by_provider"}
+    assert _rows(container) == (0, 0)
+
+
+def test_providers_report_their_breakers_and_limits(client: httpx.Client) -> None:
+    answer = client.get("/v1/providers", headers=AUTH)
+    assert answer.status_code == 200
+    health = {p["name"]: p for p in answer.json()}
+    assert set(health) == {"fal", "runware", "runflow"}
+    assert health["fal"]["breaker"] == "closed" and health["fal"]["capacity"] >= 1
+    assert client.get("/v1/providers").status_code == 401

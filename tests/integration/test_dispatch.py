@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -14,6 +14,7 @@ from emulators.server import RunningServer
 from models.state import JobState
 from models.tables import Job
 from tests.factories import job_request
+from worker.breaker import BreakerPolicy, BreakerState, Health
 from worker.pipeline import Pipeline
 from worker.providers.base import ErrorKind, Fault
 from worker.repository import Repository
@@ -118,3 +119,67 @@ def test_guarded_transitions_refuse_stale_attempts(container: Container) -> None
         assert not repo.mark_running(attempt, "req-1", {}, 1.0)  # a duplicate is zero rows
     events = [e.transition for e in container.jobs("test").get(job_id).events]
     assert events == ["create", "claim", "mark_running"]
+
+
+def open_breaker(container: Container, provider: str, opened_seconds_ago: float) -> None:
+    opened = datetime.now(UTC) - timedelta(seconds=opened_seconds_ago)
+    with container.sessions.begin() as session:
+        Repository(session, "test").save_health(
+            provider, Health(BreakerState.OPEN, consecutive_failures=5, opened_at=opened)
+        )
+
+
+def pipeline_for_all(container: Container) -> Pipeline:
+    policy = container.policy()
+    limits = dataclasses.replace(
+        policy.limits,
+        order=("fal", "runware", "runflow"),
+        capacity={"fal": 10, "runware": 10, "runflow": 10},
+        breaker=BreakerPolicy(failure_threshold=5, cooldown_seconds=30),
+    )
+    return container.pipeline("test", dataclasses.replace(policy, limits=limits))
+
+
+def test_an_open_breaker_hands_its_queue_to_the_next_listed_provider(container: Container) -> None:
+    failover = queue_jobs(container, 3, providers=("fal", "runware"))
+    fal_only = queue_jobs(container, 2, providers=("fal",))
+    open_breaker(container, "fal", opened_seconds_ago=1)
+
+    assert pipeline_for_all(container).dispatch() == 3
+
+    jobs = container.jobs("test")
+    assert {jobs.get(i).job.provider for i in failover} == {"runware"}
+    assert states(container, failover) == [JobState.SUBMITTING] * 3
+    # A job that lists no other provider waits for fal.
+    assert states(container, fal_only) == [JobState.QUEUED] * 2
+
+
+def test_after_the_cooldown_one_probe_goes_to_the_provider(container: Container) -> None:
+    ids = queue_jobs(container, 4, providers=("fal",))
+    open_breaker(container, "fal", opened_seconds_ago=31)
+    pipeline = pipeline_for_all(container)
+
+    assert pipeline.dispatch() == 1  # the probe
+    assert pipeline.dispatch() == 0  # nothing more while the probe is in flight
+    assert sorted(states(container, ids)).count(JobState.SUBMITTING) == 1
+    with container.sessions.begin() as session:
+        assert Repository(session, "test").all_health()["fal"].state is BreakerState.HALF_OPEN
+
+
+def test_a_success_closes_the_breaker(container: Container) -> None:
+    open_breaker(container, "fal", opened_seconds_ago=31)
+    with container.sessions.begin() as session:
+        Repository(session, "test").record_success("fal")
+    with container.sessions.begin() as session:
+        health = Repository(session, "test").all_health()["fal"]
+    assert health == Health()
+
+
+def test_the_submit_rate_bounds_each_dispatch(container: Container) -> None:
+    queue_jobs(container, 10, providers=("fal",))
+    policy = container.policy()
+    # One submit a minute: the bucket holds one token, and the next takes a minute to come.
+    limits = dataclasses.replace(policy.limits, capacity={"fal": 100}, rates={"fal": 1 / 60})
+    pipeline = container.pipeline("test", dataclasses.replace(policy, limits=limits))
+    assert pipeline.dispatch() == 1
+    assert pipeline.dispatch() == 0

@@ -10,6 +10,7 @@ import pytest
 
 from models.state import JobState
 from tests.factories import job_request
+from tests.integration.conftest import RUNWARE_REPORTED_COST
 from tests.waiting import wait_until
 from worker.wiring import Container
 
@@ -41,3 +42,19 @@ def test_a_job_succeeds_by_polling_and_its_output_is_in_s3(container: Container)
     transitions = [e.transition for e in detail.events]
     assert transitions == ["create", "claim", "mark_running", "begin_finalize", "succeed"]
     assert detail.job.cost_usd == Decimal("0.08")
+
+
+@pytest.mark.parametrize(
+    ("provider", "cost"),
+    [("runware", Decimal(str(RUNWARE_REPORTED_COST))), ("runflow", Decimal("0.04"))],
+    ids=["reported-by-the-provider", "from-the-price-list"],
+)
+def test_each_attempt_records_its_cost(container: Container, provider: str, cost: Decimal) -> None:
+    job, _ = container.jobs("test").create(job_request(providers=(provider,)))
+
+    detail = wait_until(lambda: _finished(container, job.id), timeout=30, what="job to finish")
+
+    assert detail.job.state is JobState.SUCCEEDED, detail.job.error_message
+    [attempt] = detail.attempts
+    assert attempt.provider == provider and attempt.cost_usd == cost
+    assert detail.job.cost_usd == cost

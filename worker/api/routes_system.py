@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Annotated, Any
 
@@ -11,10 +12,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from worker.api.deps import container
+from worker.api.deps import Authorized, container
 from worker.api.errors import error_body
+from worker.health import provider_status
 from worker.metrics import WEBHOOKS, observe_jobs
 from worker.providers.base import WebhookRejected
+from worker.usecase import Database
 from worker.wiring import Container
 
 log = logging.getLogger("editq.api")
@@ -45,6 +48,13 @@ async def provider_webhook(provider: str, request: Request, deps: ContainerDep) 
         return JSONResponse(error_body(exc.code, exc.message), 401)
     WEBHOOKS.labels(provider, result).inc()
     return JSONResponse({"status": "ok", "result": result})
+
+
+@router.get("/v1/providers", tags=["providers"], dependencies=[Authorized])
+def providers(deps: ContainerDep) -> list[dict[str, Any]]:
+    """Each provider's circuit breaker, jobs in flight, capacity and submit rate."""
+    statuses = provider_status(Database(deps.sessions, "api"), deps.policy().limits)
+    return [dataclasses.asdict(s) for s in statuses]
 
 
 @router.get("/healthz", tags=["health"])
