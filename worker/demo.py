@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from worker.stack import Ports, Stack, local_env, start_all
 from worker.storage.base import Storage
 from worker.wiring import build
 
+PROVIDERS = ("fal", "runware", "runflow")
 PROMPT = "Replace the background with a sunlit beach, keep the {product} unchanged"
 DEADLINE_SECONDS = 90
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -62,8 +64,9 @@ def _auth(env: dict[str, str]) -> dict[str, str]:
 
 def _submit_catalog(api: httpx.Client, storage: Storage, count: int) -> dict[str, str]:
     ids: dict[str, str] = {}
-    for sku, product, photo in catalog(count):
-        key = f"inputs/demo/{sku}.jpg"
+    run = uuid.uuid4().hex[:8]  # a new run edits the catalog again rather than reusing jobs
+    for i, (sku, product, photo) in enumerate(catalog(count)):
+        key = f"inputs/demo/{run}/{sku}.jpg"
         storage.put(key, photo, "image/jpeg")
         body = {
             "input": {
@@ -71,10 +74,12 @@ def _submit_catalog(api: httpx.Client, storage: Storage, count: int) -> dict[str
                 "image_url": storage.presign_get(key, 3600),
                 "aspect_ratio": "1:1",
             },
+            # Spread the catalog over the three providers, each with the others as fallback.
+            "providers": [*PROVIDERS[i % 3 :], *PROVIDERS[: i % 3]],
             "external_id": sku,
             "metadata": {"product": product},
         }
-        answer = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": f"demo-{sku}"})
+        answer = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": f"demo-{run}-{sku}"})
         answer.raise_for_status()
         ids[sku] = answer.json()["id"]
     return ids
