@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     #: First poll delay for a running job with no webhook; doubles up to ``poll_max_seconds``.
     poll_seconds: float = Field(default=1.0, gt=0)
     poll_max_seconds: float = Field(default=15.0, gt=0)
+    #: How long an attempt whose worker vanished mid-call waits for the provider's callback
+    #: (which carries our attempt id) before it is given up and the job sent again.
+    submit_grace_seconds: float = Field(default=900.0, ge=0)
     #: With webhooks, a running job is still polled after this long as a safety net.
     webhook_grace_seconds: float = Field(default=120.0, gt=0)
     #: Interval of the scheduler's tick (dispatch, poll, reconcile).

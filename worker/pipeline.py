@@ -56,6 +56,9 @@ class Policy:
     limits: Limits
     public_url: str | None
     retry: RetryPolicy
+    #: How long an attempt whose worker vanished mid-call waits for the provider's
+    #: callback before it is given up and the job sent again.
+    submit_grace_seconds: float = 900.0
     #: How long finalize waits before trying again after a storage or network hiccup.
     finalize_retry_seconds: float = 5.0
 
@@ -307,14 +310,34 @@ class Pipeline:
         return len(expired)
 
     def _repair_submitting(self, job_id: uuid.UUID, number: int) -> None:
+        """Repair a submitting job whose lease ran out, without paying for it twice.
+
+        - The attempt was never sent (its message was lost): send it again.
+        - It was being sent when its worker vanished, to a provider that recognises a
+          repeated attempt id (Runware's ``taskUUID``): send it again; the provider answers
+          with the attempt it already has instead of starting (and billing) another.
+        - To another provider, with webhooks on: the provider may have accepted it, and its
+          callback carries our attempt id. Wait for that callback until
+          ``submit_grace_seconds`` after the attempt began.
+        - Past that, or with no webhooks to wait for: give the attempt up and requeue the
+          job without using up an attempt (``worker_lost``).
+        """
         resend = False
+        lease = self._policy.lease_seconds
         with self._db.transaction() as repo:
-            attempt = repo.current_attempt(job_id, number)
-            if attempt is None:
+            found = repo.job_at(job_id, number, JobState.SUBMITTING)
+            if found is None:
                 return
+            _, attempt = found
+            provider = self._providers[attempt.provider]
+            waited = (datetime.now(UTC) - attempt.created_at).total_seconds()
+            grace_left = self._policy.submit_grace_seconds - waited
             if attempt.outcome == "pending":
-                # The submit message was lost before any provider call: send it again.
-                resend = repo.extend_lease(job_id, number, self._policy.lease_seconds)
+                resend = repo.extend_lease(job_id, number, lease)
+            elif provider.idempotent_submit:
+                resend = repo.resend(attempt, lease)
+            elif self._policy.public_url and grace_left > 0:
+                repo.extend_lease(job_id, number, min(lease, grace_left))
             else:
                 repo.abandon(attempt, _WORKER_LOST)
         if resend:

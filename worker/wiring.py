@@ -74,6 +74,7 @@ class Container:
             ),
             public_url=s.public_url.rstrip("/") if s.public_url else None,
             retry=RetryPolicy(s.backoff_base_seconds, s.backoff_max_seconds),
+            submit_grace_seconds=s.submit_grace_seconds,
         )
 
     def pipeline(self, actor: str = "worker", policy: Policy | None = None) -> Pipeline:

@@ -140,6 +140,8 @@ class Provider(Protocol):
     name: str
     #: Whether the provider can PUT an output straight to a presigned URL we give it.
     uploads_directly: bool
+    #: Whether sending the same attempt id twice starts (and bills) one request only.
+    idempotent_submit: bool
 
     def unsupported(self, model: str, edit: EditInput) -> list[Unsupported]:
         """What in this request the provider cannot honour; empty when it can run it."""

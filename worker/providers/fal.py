@@ -96,6 +96,7 @@ class FalProvider:
 
     name = "fal"
     uploads_directly = False
+    idempotent_submit = False
 
     def __init__(
         self,

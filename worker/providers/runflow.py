@@ -95,6 +95,7 @@ class RunflowProvider:
 
     name = "runflow"
     uploads_directly = False
+    idempotent_submit = False
 
     def __init__(
         self,

@@ -86,6 +86,8 @@ class RunwareProvider:
 
     name = "runware"
     uploads_directly = True
+    # taskUUID is our attempt id; a repeat is answered with conflictTaskUUID.
+    idempotent_submit = True
 
     def __init__(
         self,

@@ -10,10 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from models.state import TRANSITIONS, JobState, Transition
 from models.tables import Attempt, Job, JobEvent
-from worker.records import (
-    Claimed,
-    NewJob,
-)
+from worker.records import AttemptRecord, Claimed, NewJob
 from worker.repository.base import NOW, SessionBound, seconds_from_now
 
 
@@ -141,6 +138,21 @@ class Scheduling(SessionBound):
             .returning(Job.id)
         ).first()
         return row is not None
+
+    def resend(self, attempt: AttemptRecord, lease_seconds: float) -> bool:
+        """Let an attempt whose worker vanished mid-call be sent again, with the same id.
+
+        Only for providers that recognise a repeated attempt id; see the pipeline.
+        """
+        reopened = self.s.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt.id, Attempt.outcome == "sending")
+            .values(outcome="pending")
+            .returning(Attempt.id)
+        ).first()
+        return reopened is not None and self.extend_lease(
+            attempt.job_id, attempt.number, lease_seconds
+        )
 
     def schedule_poll(self, job_id: uuid.UUID, number: int, in_seconds: float) -> None:
         """Set when a running job is next asked about."""
