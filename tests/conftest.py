@@ -18,24 +18,41 @@ import pytest
 from botocore.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 OVERRIDES = ("EDITQ_DATABASE_URL", "EDITQ_BROKER_URL", "EDITQ_S3_ENDPOINT_URL")
 
 
+def external_services() -> bool:
+    """Whether the environment names servers of its own for the tests to use."""
+    return all(os.environ.get(name) for name in OVERRIDES)
+
+
 @pytest.fixture(scope="session")
-def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment of running PostgreSQL, Valkey and S3 servers."""
-    if all(os.environ.get(name) for name in OVERRIDES):
-        keys = (*OVERRIDES, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "EDITQ_S3_REGION")
-        yield {k: os.environ[k] for k in keys if k in os.environ}
+def embedded_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """Home of the embedded services this run started (None when using external servers)."""
+    if external_services():
+        yield None
         return
     from worker import services
 
     home = Path(tmp_path_factory.mktemp("editq-home"))
     try:
-        yield dict(services.up(home).values)
+        services.up(home)
+        yield home
     finally:
         services.down(home)
+
+
+@pytest.fixture(scope="session")
+def service_env(embedded_home: Path | None) -> dict[str, str]:
+    """Environment of running PostgreSQL, Valkey and S3 servers."""
+    if embedded_home is None:
+        keys = (*OVERRIDES, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "EDITQ_S3_REGION")
+        return {k: os.environ[k] for k in keys if k in os.environ}
+    from worker import services
+
+    return dict(services.env(embedded_home).values)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +62,8 @@ def test_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
 
     run = uuid.uuid4().hex[:10]
     server_url = make_url(service_env["EDITQ_DATABASE_URL"])
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    # No pool: the fault suite restarts the server, and a kept connection would be dead.
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     database = f"editq_test_{run}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{database}"'))

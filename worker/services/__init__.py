@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,14 +99,20 @@ def up(home: Path) -> ServiceEnv:
     return _environment(where, state)
 
 
-def down(home: Path) -> list[str]:
-    """Stop the servers of ``home`` by pid and wait until they are gone; return their names."""
+def down(home: Path, only: Collection[str] | None = None) -> list[str]:
+    """Stop the servers of ``home`` by pid and wait until they are gone; return their names.
+
+    ``only`` names the servers to stop (``postgres``, ``valkey``, ``seaweedfs``); the
+    default is all of them. ``up`` starts a stopped one again with the same ports and data.
+    """
     where = Home.at(home)
     state = where.load_state()
     if state is None:
         return []
     with where.locked():
-        services = [kind(where, state) for kind in _SERVICES]
+        services = [
+            kind(where, state) for kind in _SERVICES if only is None or kind.name in only
+        ]
         running = [(service, pid) for service in services if (pid := service.pid()) is not None]
         killed = stop({pid: service.stopping() for service, pid in running})
         for service, pid in running:
