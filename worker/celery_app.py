@@ -6,13 +6,24 @@ starts (``editq worker``, the API, the scheduler).
 
 from __future__ import annotations
 
+import logging
 import uuid
+from typing import Any
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
 from worker.config import Settings
+from worker.logs import guard
 
 app = Celery("editq", include=["worker.tasks"])
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _guard_worker_logs(logger: logging.Logger, **_: Any) -> None:
+    # Celery builds its log handlers when a worker starts; keep secrets out of them.
+    guard(logger)
 
 
 def configure(celery: Celery, settings: Settings) -> None:

@@ -39,7 +39,10 @@ DEFAULT_HOME = Path(".editq")
 
 
 def _logging(level: str = "INFO") -> None:
+    from worker.logs import guard
+
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    guard(logging.getLogger())
 
 
 @services_app.command("up")
@@ -97,7 +100,15 @@ def api(
     from worker.wiring import build
 
     _logging()
-    uvicorn.run(create_app(build(load_settings())), host=host, port=port, log_level="info")
+    from worker.logs import uvicorn_log_config
+
+    uvicorn.run(
+        create_app(build(load_settings())),
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=uvicorn_log_config(),
+    )
 
 
 @app.command()

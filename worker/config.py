@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     fal_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("FAL_KEY", "EDITQ_FAL_KEY")
     )
+    #: A webhook whose key is not in the cached JWKS makes editq fetch the JWKS again (fal
+    #: rotated its key), at most this often, so forged signatures cannot cause a fetch storm.
+    fal_jwks_refetch_seconds: float = Field(default=60.0, ge=0)
     fal_max_in_flight: int = Field(default=40, ge=1)
     #: Submits a second at most (unset: no limit), for each provider.
     fal_submit_rate: float | None = Field(default=None, gt=0)

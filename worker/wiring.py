@@ -132,7 +132,11 @@ def build_providers(
             http=http,
             base_url=settings.fal_url,
             key=_secret(settings.fal_key),
-            jwks=JwksCache(http, settings.fal_jwks_url),
+            jwks=JwksCache(
+                http,
+                settings.fal_jwks_url,
+                min_refetch_seconds=settings.fal_jwks_refetch_seconds,
+            ),
         ),
         "runware": RunwareProvider(
             http,

@@ -122,6 +122,8 @@ def start_stack(
         EDITQ_BACKOFF_BASE_SECONDS="0.3",
         EDITQ_BACKOFF_MAX_SECONDS="1",
         EDITQ_LEASE_SECONDS="10",
+        # A forged webhook test makes a refetch; the rotation test needs the next one soon.
+        EDITQ_FAL_JWKS_REFETCH_SECONDS="0.5",
     )
     env.update(extra_env or {})
     with Stack(env, logs) as stack:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -186,3 +190,64 @@ def test_a_503_is_retried_until_it_succeeds(webhook_stack: Running, provider: st
     assert done["attempts"][-1]["outcome"] == "succeeded"
     requeues = [e for e in done["events"] if e["transition"] == "requeue"]
     assert len(requeues) == len(failed)
+
+
+def test_fal_signing_key_rotation_is_followed(webhook_stack: Running) -> None:
+    rotated = webhook_stack.emulators["fal"].post("/_emulator/rotate-key")
+    assert rotated.status_code == 200
+
+    done = webhook_stack.wait_terminal(webhook_stack.submit("fal")["id"])
+
+    assert done["state"] == "succeeded"
+    finalize = next(e for e in done["events"] if e["transition"] == "begin_finalize")
+    assert finalize["actor"] == "webhook"  # signed with the new key, and verified
+
+
+def test_a_replayed_runflow_callback_changes_nothing(webhook_stack: Running) -> None:
+    done = webhook_stack.wait_terminal(webhook_stack.submit("runflow")["id"])
+    [attempt] = done["attempts"]
+    body = json.dumps(
+        {
+            "event": "run.completed",
+            "run_id": attempt["request_id"],
+            "status": "succeeded",
+            "output": {"image_urls": ["http://127.0.0.1:9/elsewhere.png"]},
+            "metadata": {"editq_attempt": attempt["id"]},
+        }
+    ).encode()
+    secret = webhook_stack.stack.env["EDITQ_RUNFLOW_CALLBACK_SECRET"].encode()
+    signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+    replayed = webhook_stack.api.post(
+        "/v1/webhooks/runflow", content=body, headers={"Runflow-Signature": signature}
+    )
+
+    # A genuine callback, late or repeated: acknowledged, and it moves nothing.
+    assert replayed.status_code == 200
+    assert replayed.json()["result"] == "duplicate"
+    assert webhook_stack.job(done["id"]) == done
+
+
+def test_no_secret_reaches_a_log(webhook_stack: Running) -> None:
+    env = webhook_stack.stack.env
+    secrets = [
+        env[name]
+        for name in (
+            "EDITQ_API_KEYS",
+            "FAL_KEY",
+            "RUNWARE_API_KEY",
+            "RUNFLOW_API_KEY",
+            "EDITQ_RUNFLOW_CALLBACK_SECRET",
+            "EDITQ_WEBHOOK_SECRET",
+            "AWS_SECRET_ACCESS_KEY",
+        )
+        if env.get(name)
+    ]
+    logs = "".join(
+        p.read_text() for p in webhook_stack.stack.logs.glob("*.log") if "emulator" not in p.name
+    )
+    assert "/v1/webhooks/runware" in logs  # Runware's callbacks, with their tokens, were logged
+    assert not re.search(r"token=(?!\*\*\*)", logs)
+    assert not re.search(r"X-Amz-Signature=(?!\*\*\*)", logs)
+    for secret in secrets:
+        assert secret not in logs

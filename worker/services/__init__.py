@@ -110,9 +110,7 @@ def down(home: Path, only: Collection[str] | None = None) -> list[str]:
     if state is None:
         return []
     with where.locked():
-        services = [
-            kind(where, state) for kind in _SERVICES if only is None or kind.name in only
-        ]
+        services = [kind(where, state) for kind in _SERVICES if only is None or kind.name in only]
         running = [(service, pid) for service in services if (pid := service.pid()) is not None]
         killed = stop({pid: service.stopping() for service, pid in running})
         for service, pid in running:
