@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from worker.storable import StorableText
+
 AspectRatio = Literal["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"]
 ModelName = Literal["flux-kontext-pro", "flux-kontext-max"]
 
@@ -24,8 +26,8 @@ class EditInput(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    image_url: str = Field(min_length=1, max_length=MAX_IMAGE_URL_CHARS)
+    prompt: StorableText = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    image_url: StorableText = Field(min_length=1, max_length=MAX_IMAGE_URL_CHARS)
     aspect_ratio: AspectRatio | None = None
     num_images: int = Field(default=1, ge=1, le=4)
     guidance_scale: float | None = Field(default=None, ge=1, le=20)

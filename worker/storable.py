@@ -47,21 +47,22 @@ def storable_json(value: Any) -> Any:
 
 
 def _problem(item: Any, path: str, depth: int) -> str | None:
-    where = f" at {path}" if path else ""
+    # Keys are checked with the object that holds them, so a reported path is always printable.
+    where = f" at {path if len(path) <= 100 else path[:100] + '...'}" if path else ""
     if depth > MAX_JSON_DEPTH:
         return f"nested deeper than {MAX_JSON_DEPTH} levels{where}"
     if isinstance(item, float) and not math.isfinite(item):
         return f"{item} is not a JSON number{where}; use a finite number or a string"
-    texts = [item] if isinstance(item, str) else list(item) if isinstance(item, dict) else []
+    texts = list(item) if isinstance(item, dict) else [item] if isinstance(item, str) else []
     for text in texts:
         if "\x00" in text:
             return f"the NUL character (\\u0000) cannot be stored{where}; remove it"
-        if not text.isascii() and not _is_utf8(text):
+        if not _is_unicode(text):
             return f"a lone UTF-16 surrogate cannot be stored{where}; send valid Unicode"
     return None
 
 
-def _is_utf8(text: str) -> bool:
+def _is_unicode(text: str) -> bool:
     try:
         text.encode()
     except UnicodeEncodeError:

@@ -30,7 +30,7 @@ def create_app(container: Container) -> FastAPI:
     ) -> Response:
         # Refuse an oversized body before reading it; a data-URI image is the largest input.
         declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             message = f"request body is larger than {limit} bytes (EDITQ_MAX_REQUEST_BYTES)"
             return JSONResponse(errors.error_body("body_too_large", message), status_code=413)
         return await call_next(request)

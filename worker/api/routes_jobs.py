@@ -17,6 +17,7 @@ from worker.api.deps import Authorized, container, jobs
 from worker.api.schemas import ActionRequest, JobCreate, JobOut, JobPage, detail_out, job_out
 from worker.jobs import JobRequest, Jobs
 from worker.records import Cursor, JobFilter
+from worker.storable import StorableText
 from worker.wiring import Container
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized])
@@ -64,8 +65,8 @@ def get_job(
 def list_jobs(
     use: JobsDep,
     state: Annotated[list[JobState] | None, Query()] = None,
-    provider: Annotated[str | None, Query(max_length=64)] = None,
-    error_code: Annotated[str | None, Query(max_length=128)] = None,
+    provider: Annotated[StorableText | None, Query(max_length=64)] = None,
+    error_code: Annotated[StorableText | None, Query(max_length=128)] = None,
     since: Annotated[datetime | None, Query()] = None,
     until: Annotated[datetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

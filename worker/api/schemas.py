@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from worker.canonical import EditInput, ModelName
 from worker.records import AttemptRecord, JobDetail, JobRecord
+from worker.storable import StorableText, storable_json
 from worker.storage.base import Storage
 
 ProviderName = Literal["fal", "runware", "runflow"]
@@ -24,8 +25,10 @@ class JobCreate(BaseModel):
     model: ModelName = "flux-kontext-pro"
     input: EditInput
     providers: list[ProviderName] | None = Field(default=None, min_length=1, max_length=3)
-    external_id: str | None = Field(default=None, min_length=1, max_length=256)
-    callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+    external_id: StorableText | None = Field(default=None, min_length=1, max_length=256)
+    callback_url: StorableText | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://\S+$"
+    )
     priority: int = Field(default=0, ge=-100, le=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -38,7 +41,8 @@ class JobCreate(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _storable_small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        storable_json(value)
         if len(json.dumps(value)) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
         return value
@@ -49,7 +53,7 @@ class ActionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: StorableText | None = Field(default=None, max_length=1000)
 
 
 class ErrorOut(BaseModel):
