@@ -46,8 +46,10 @@ def test_a_provider_answering_503_to_everything_is_routed_around(storm_stack: Ru
     assert {j["provider"] for j in done} <= {"runware", "runflow"}
     fal = storm_stack.stats("fal")
     assert fal["accepted"] == 0  # nothing was ever paid for at fal
-    assert THRESHOLD <= rejected_when_open <= FIRST_WAVE
-    assert fal["rejected"] == rejected_when_open  # the open breaker kept the second wave away
+    assert rejected_when_open >= THRESHOLD
+    # Only the first wave ever reached fal (a job claimed just before the breaker opened
+    # may land after it did); the open breaker kept the whole second wave away.
+    assert fal["rejected"] <= FIRST_WAVE
     for job in done[FIRST_WAVE:]:
         assert all(a["provider"] != "fal" for a in job["attempts"])
     failed = [a for j in done for a in j["attempts"] if a["outcome"] == "failed"]

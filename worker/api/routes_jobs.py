@@ -14,13 +14,23 @@ from fastapi.exceptions import RequestValidationError
 
 from models.state import JobState
 from worker.api.deps import Authorized, container, jobs
-from worker.api.schemas import ActionRequest, JobCreate, JobOut, JobPage, detail_out, job_out
+from worker.api.schemas import (
+    ERROR_RESPONSES,
+    ActionRequest,
+    JobCreate,
+    JobOut,
+    JobPage,
+    detail_out,
+    job_out,
+)
 from worker.jobs import JobRequest, Jobs
 from worker.records import Cursor, JobFilter
 from worker.storable import StorableText
 from worker.wiring import Container
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized], responses=ERROR_RESPONSES
+)
 
 JobsDep = Annotated[Jobs, Depends(jobs)]
 ContainerDep = Annotated[Container, Depends(container)]

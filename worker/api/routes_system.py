@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from worker.api.deps import Authorized, container
 from worker.api.errors import error_body
+from worker.api.schemas import ERROR_RESPONSES
 from worker.health import provider_status
 from worker.metrics import WEBHOOKS, observe_jobs
 from worker.providers.base import WebhookRejected
@@ -28,7 +29,11 @@ ContainerDep = Annotated[Container, Depends(container)]
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
-@router.post("/v1/webhooks/{provider}", tags=["webhooks"])
+@router.post(
+    "/v1/webhooks/{provider}",
+    tags=["webhooks"],
+    responses={k: ERROR_RESPONSES[k] for k in (401, 404, 413)},
+)
 async def provider_webhook(provider: str, request: Request, deps: ContainerDep) -> JSONResponse:
     """A provider callback: verified on the raw body, de-duplicated, applied like a poll."""
     body = await request.body()
@@ -50,7 +55,12 @@ async def provider_webhook(provider: str, request: Request, deps: ContainerDep) 
     return JSONResponse({"status": "ok", "result": result})
 
 
-@router.get("/v1/providers", tags=["providers"], dependencies=[Authorized])
+@router.get(
+    "/v1/providers",
+    tags=["providers"],
+    dependencies=[Authorized],
+    responses={401: ERROR_RESPONSES[401]},
+)
 def providers(deps: ContainerDep) -> list[dict[str, Any]]:
     """Each provider's circuit breaker, jobs in flight, capacity and submit rate."""
     statuses = provider_status(Database(deps.sessions, "api"), deps.policy().limits)

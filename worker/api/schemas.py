@@ -56,6 +56,38 @@ class ActionRequest(BaseModel):
     reason: StorableText | None = Field(default=None, max_length=1000)
 
 
+class FieldError(BaseModel):
+    """One broken rule: which field, which rule, and in words."""
+
+    field: str
+    rule: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable ``code``, a message that says what to do, the fields."""
+
+    code: str
+    message: str
+    fields: list[FieldError] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx answer."""
+
+    error: ErrorDetail
+
+
+#: Documented on every route, so the OpenAPI document shows the real error bodies.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing or unknown key, or an unverified webhook"},
+    404: {"model": ErrorBody, "description": "no such job"},
+    409: {"model": ErrorBody, "description": "idempotency conflict or invalid transition"},
+    413: {"model": ErrorBody, "description": "request body too large"},
+    422: {"model": ErrorBody, "description": "a field breaks a rule; `fields` names each"},
+}
+
+
 class ErrorOut(BaseModel):
     """Why a job failed (or why its last attempt did)."""
 
