@@ -159,7 +159,7 @@ def emulate(
     latency: Annotated[float, typer.Option(help="Mean seconds a request runs.")] = 1.0,
     jitter: Annotated[float, typer.Option(help="Latency varies by up to this many seconds.")] = 0.3,
     concurrency: Annotated[
-        int, typer.Option(help="Requests run at once; the rest wait in the provider's queue.")
+        int, typer.Option(help="Requests run at once (0: no limit); the rest wait in the queue.")
     ] = 100,
     rate_5xx: Annotated[float, typer.Option(help="Share of submits answered 503.")] = 0.0,
     rate_429: Annotated[float, typer.Option(help="Share of submits answered 429.")] = 0.0,
@@ -176,7 +176,7 @@ def emulate(
     ] = None,
 ) -> None:
     """Run a local server that speaks a provider's wire protocol and really edits images."""
-    from worker.emulate import EMULATORS, serve
+    from emulators.registry import EMULATORS, serve
 
     if provider not in EMULATORS:
         err.print(f"[red]invalid provider[/red]: {provider!r}; choose {', '.join(EMULATORS)}")
@@ -185,7 +185,7 @@ def emulate(
     options: dict[str, object] = {
         "latency": latency,
         "jitter": jitter,
-        "concurrency": concurrency,
+        "concurrency": concurrency or None,
         "rate_5xx": rate_5xx,
         "rate_429": rate_429,
         "rate_422": rate_422,

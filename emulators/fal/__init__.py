@@ -2,7 +2,7 @@
 
 Build an app with :func:`create_app` and serve it in-process with
 :func:`emulators.server.run_in_thread`, or from a command line with :func:`serve`
-(``python -m emulators.fal --help``).
+(``python -m emulators fal --help``).
 """
 
 from __future__ import annotations
