@@ -6,12 +6,16 @@ attempts, ops filter by them, and they mean the same whichever provider produced
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
+from worker.canonical import EditInput
 from worker.providers.base import ErrorKind, Fault
 
 PROVIDER_UNREACHABLE = "provider_unreachable"
@@ -76,3 +80,50 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+#: The canonical fields fal and Runflow both take, under the same names, for Kontext.
+KONTEXT_FIELDS = (
+    "prompt",
+    "image_url",
+    "aspect_ratio",
+    "num_images",
+    "guidance_scale",
+    "seed",
+    "output_format",
+    "safety_tolerance",
+    "enhance_prompt",
+)
+
+
+def kontext_arguments(edit: EditInput) -> dict[str, object]:
+    """The Kontext input fal and Runflow take for one canonical edit.
+
+    Fields left unset are omitted so the provider's own defaults apply; ``safety_tolerance``
+    is a string (``"1"`` to ``"6"``) on both.
+    """
+    fields = edit.provider_fields()
+    arguments = {name: fields[name] for name in KONTEXT_FIELDS if name in fields}
+    if "safety_tolerance" in arguments:
+        arguments["safety_tolerance"] = str(arguments["safety_tolerance"])
+    return arguments
+
+
+def decode_body(body: object) -> Any:
+    """A response body as JSON when it is JSON, else as stripped text (or as given)."""
+    if isinstance(body, bytes | bytearray):
+        body = bytes(body).decode("utf-8", errors="replace")
+    if not isinstance(body, str):
+        return body
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.strip()
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name`` (lower case), looked up case-insensitively."""
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None

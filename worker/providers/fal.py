@@ -35,7 +35,7 @@ from worker.providers.base import (
     WebhookRejected,
 )
 from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
-from worker.providers.common import transport_fault
+from worker.providers.common import kontext_arguments, transport_fault
 from worker.providers.fal_errors import classify_fal_error
 from worker.providers.fal_payloads import (
     attempt_id_from_query,
@@ -56,32 +56,12 @@ MODEL_PATHS: Mapping[str, str] = {
 }
 
 #: Canonical fields fal takes under the same name; anything else never reaches fal.
-_FAL_FIELDS = (
-    "prompt",
-    "image_url",
-    "aspect_ratio",
-    "num_images",
-    "guidance_scale",
-    "seed",
-    "output_format",
-    "safety_tolerance",
-    "enhance_prompt",
-)
 _HANDLES = ("status_url", "response_url", "cancel_url")
 _CANCEL_IS_MOOT = frozenset({"ALREADY_COMPLETED", "NOT_FOUND"})
 
 
-def fal_arguments(edit: EditInput) -> dict[str, object]:
-    """The JSON body fal's Kontext endpoints take for one canonical edit.
-
-    Fields left unset are omitted so fal's own defaults apply; ``safety_tolerance`` is a
-    string (``"1"`` to ``"6"``) on fal.
-    """
-    fields = edit.provider_fields()
-    arguments = {name: fields[name] for name in _FAL_FIELDS if name in fields}
-    if "safety_tolerance" in arguments:
-        arguments["safety_tolerance"] = str(arguments["safety_tolerance"])
-    return arguments
+#: fal and Runflow take the same Kontext fields.
+fal_arguments = kontext_arguments
 
 
 class FalProvider:

@@ -35,6 +35,8 @@ from worker.providers.common import (
     PROVIDER_VALIDATION,
     RATE_LIMITED,
     SOURCE_IMAGE_UNREADABLE,
+    decode_body,
+    header,
     parse_retry_after,
 )
 
@@ -59,10 +61,10 @@ def classify_fal_error(
         ``payload`` of an error webhook).
     :param now: Unix time used to turn an HTTP-date ``Retry-After`` into seconds.
     """
-    decoded = _decode(body)
+    decoded = decode_body(body)
     detail = describe_detail(decoded)
     if status_code == 429:
-        retry_after = parse_retry_after(_header(headers, "retry-after"), now)
+        retry_after = parse_retry_after(header(headers, "retry-after"), now)
         return Fault(
             ErrorKind.RATE_LIMITED,
             RATE_LIMITED,
@@ -70,7 +72,7 @@ def classify_fal_error(
             retry_after=retry_after,
         )
     if status_code >= 500:
-        error_type = _error_type(decoded) or _header(headers, "x-fal-error-type") or "unknown"
+        error_type = _error_type(decoded) or header(headers, "x-fal-error-type") or "unknown"
         return Fault(
             ErrorKind.RETRYABLE,
             PROVIDER_UNAVAILABLE,
@@ -159,21 +161,3 @@ def has_detail_list(decoded: object) -> bool:
 def _error_type(decoded: object) -> str | None:
     value = decoded.get("error_type") if isinstance(decoded, dict) else None
     return value if isinstance(value, str) else None
-
-
-def _decode(body: object) -> object:
-    if isinstance(body, bytes | bytearray):
-        body = bytes(body).decode("utf-8", errors="replace")
-    if not isinstance(body, str):
-        return body
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.strip()
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None

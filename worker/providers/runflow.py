@@ -36,7 +36,7 @@ from worker.providers.base import (
     WebhookRejected,
 )
 from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
-from worker.providers.common import transport_fault
+from worker.providers.common import kontext_arguments, transport_fault
 from worker.providers.runflow_errors import classify_runflow_error, describe_error
 from worker.providers.runflow_payloads import (
     ATTEMPT_KEY,
@@ -55,30 +55,10 @@ RUNFLOW_API_URL = "https://api.runflow.io"
 MODEL_IDS: Mapping[str, str] = {"flux-kontext-pro": "black-forest-labs/flux-pro/kontext"}
 
 #: Canonical fields Runflow takes under the same name; anything else never reaches Runflow.
-_RUNFLOW_FIELDS = (
-    "prompt",
-    "image_url",
-    "aspect_ratio",
-    "num_images",
-    "guidance_scale",
-    "seed",
-    "output_format",
-    "safety_tolerance",
-    "enhance_prompt",
-)
 
 
-def runflow_input(edit: EditInput) -> dict[str, object]:
-    """The ``input`` object Runflow's Kontext model takes for one canonical edit.
-
-    Fields left unset are omitted so Runflow's own defaults apply; ``safety_tolerance`` is a
-    string (``"1"`` to ``"6"``) on Runflow.
-    """
-    fields = edit.provider_fields()
-    arguments = {name: fields[name] for name in _RUNFLOW_FIELDS if name in fields}
-    if "safety_tolerance" in arguments:
-        arguments["safety_tolerance"] = str(arguments["safety_tolerance"])
-    return arguments
+#: fal and Runflow take the same Kontext fields.
+runflow_input = kontext_arguments
 
 
 class RunflowProvider:

@@ -38,9 +38,7 @@ A run canceled at Runflow (only its admins can) is terminal ``provider_canceled`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
 
 from worker.providers.base import ErrorKind, Fault
 from worker.providers.common import (
@@ -54,6 +52,8 @@ from worker.providers.common import (
     PROVIDER_VALIDATION,
     RATE_LIMITED,
     SOURCE_IMAGE_UNREADABLE,
+    decode_body,
+    header,
     parse_retry_after,
 )
 
@@ -116,14 +116,14 @@ def classify_runflow_error(
     :param body: the raw body as bytes or text, or an already decoded JSON value.
     :param now: Unix time used to turn an HTTP-date ``Retry-After`` into seconds.
     """
-    decoded = _decode(body)
+    decoded = decode_body(body)
     detail = describe_error(decoded)
     if status_code == 429:
         return Fault(
             ErrorKind.RATE_LIMITED,
             RATE_LIMITED,
             f"Runflow is rate limiting this account: {detail}",
-            retry_after=parse_retry_after(_header(headers, "retry-after"), now),
+            retry_after=parse_retry_after(header(headers, "retry-after"), now),
         )
     if status_code >= 500:
         return Fault(
@@ -214,24 +214,6 @@ def _input_fault(status_code: int, decoded: object, detail: str) -> Fault:
         PROVIDER_VALIDATION,
         f"Runflow rejected the input ({status_code}): {detail}",
     )
-
-
-def _decode(body: object) -> Any:
-    if isinstance(body, bytes | bytearray):
-        body = bytes(body).decode("utf-8", errors="replace")
-    if not isinstance(body, str):
-        return body
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.strip()
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
 
 
 def _shorten(text: str) -> str:

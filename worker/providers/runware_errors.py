@@ -60,6 +60,8 @@ from worker.providers.common import (
     PROVIDER_VALIDATION,
     RATE_LIMITED,
     SOURCE_IMAGE_UNREADABLE,
+    decode_body,
+    header,
     parse_retry_after,
 )
 
@@ -123,11 +125,11 @@ def classify_runware_error(
         ``{"errors": [...]}`` envelope, or one error object.
     :param now: Unix time used to turn an HTTP-date ``Retry-After`` into seconds.
     """
-    errors = error_objects(_decode(body))
+    errors = error_objects(decode_body(body))
     code = _first(errors, "code") or ""
     detail = describe_errors(errors) if errors else _text(body)
     if _is_rate_limit(status_code, code):
-        retry_after = parse_retry_after(_header(headers, "retry-after"), now)
+        retry_after = parse_retry_after(header(headers, "retry-after"), now)
         message = f"Runware is rate limiting this account: {detail}"
         return Fault(ErrorKind.RATE_LIMITED, RATE_LIMITED, message, retry_after=retry_after)
     for matches, kind, stable_code, template in _RULES:
@@ -278,26 +280,8 @@ def _first(errors: list[Mapping[str, Any]], name: str) -> str | None:
     return None
 
 
-def _decode(body: object) -> object:
-    if isinstance(body, bytes | bytearray):
-        body = bytes(body).decode("utf-8", errors="replace")
-    if not isinstance(body, str):
-        return body
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.strip()
-
-
 def _text(body: object) -> str:
-    decoded = _decode(body)
+    decoded = decode_body(body)
     text = decoded if isinstance(decoded, str) else json.dumps(decoded)
     text = text or "no detail given"
     return text if len(text) <= _MAX_DETAIL_CHARS else text[:_MAX_DETAIL_CHARS] + "..."
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
