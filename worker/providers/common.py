@@ -127,3 +127,12 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+def json_object(content: bytes) -> dict[str, Any] | None:
+    """The JSON object in ``content``, or ``None`` when it is not one."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -35,12 +35,11 @@ from worker.providers.base import (
     WebhookRejected,
 )
 from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
-from worker.providers.common import kontext_arguments, transport_fault
+from worker.providers.common import json_object, kontext_arguments, transport_fault
 from worker.providers.fal_errors import classify_fal_error
 from worker.providers.fal_payloads import (
     attempt_id_from_query,
     fault_from_error_text,
-    json_object,
     parse_images,
     webhook_outcome,
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -100,15 +99,6 @@ def attempt_id_from_query(query: Mapping[str, str]) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError as exc:
         raise WebhookRejected(MALFORMED, f"attempt {value[:64]!r} is not a UUID") from exc
-
-
-def json_object(content: bytes) -> dict[str, Any] | None:
-    """The JSON object in ``content``, or ``None`` when it is not one."""
-    try:
-        value = json.loads(content)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _optional(mapping: Mapping[str, Any], name: str, kind: type[_T]) -> _T | None:

@@ -36,14 +36,13 @@ from worker.providers.base import (
     WebhookRejected,
 )
 from worker.providers.common import WEBHOOK_MALFORMED as MALFORMED
-from worker.providers.common import kontext_arguments, transport_fault
+from worker.providers.common import json_object, kontext_arguments, transport_fault
 from worker.providers.runflow_errors import classify_runflow_error, describe_error
 from worker.providers.runflow_payloads import (
     ATTEMPT_KEY,
     attempt_from_metadata,
     callback_outcome,
     invalid_response,
-    json_object,
     run_outcome,
 )
 from worker.providers.runflow_signature import verify_runflow_callback

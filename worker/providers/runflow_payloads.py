@@ -9,7 +9,6 @@ pages, and every callback), and its failure stage ``failure_stage`` or
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -159,15 +158,6 @@ def attempt_from_metadata(metadata: object) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise WebhookRejected(MALFORMED, f"{ATTEMPT_KEY} {value[:64]!r} is not a UUID") from exc
-
-
-def json_object(content: bytes) -> dict[str, Any] | None:
-    """The JSON object in ``content``, or ``None`` when it is not one."""
-    try:
-        value = json.loads(content)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def invalid_response(message: str) -> Fault:
