@@ -10,6 +10,7 @@ import mimetypes
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from rich.table import Table
 from models.state import TERMINAL_STATES, JobState
 from worker.canonical import EditInput, ModelName
 from worker.config import load_settings
-from worker.jobs import JobRequest
+from worker.jobs import JobRequest, RetryReport
 from worker.records import JobDetail, JobFilter, JobRecord
 from worker.wiring import Container, build
 
@@ -176,12 +177,62 @@ def show(job_id: Annotated[uuid.UUID, typer.Argument(help="The job's id.")]) -> 
 
 @jobs_app.command("retry")
 def retry(
-    job_id: Annotated[uuid.UUID, typer.Argument(help="A failed or canceled job.")],
-    reason: Annotated[str | None, typer.Option(help="Why; kept in the job's history.")] = None,
+    job_id: Annotated[
+        uuid.UUID | None, typer.Argument(help="A failed or canceled job (or use filters).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why; kept in each job's history.")] = None,
+    state: Annotated[
+        list[str] | None, typer.Option(help="failed or canceled (repeatable; default both).")
+    ] = None,
+    provider: Annotated[str | None, typer.Option(help="Only jobs last on this provider.")] = None,
+    error_code: Annotated[str | None, typer.Option(help="Only jobs that failed so.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only jobs created at or after.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Only jobs created before.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count and show; change nothing.")
+    ] = False,
 ) -> None:
-    """Send a failed or canceled job round again."""
-    job = _container().jobs("cli").retry(job_id, reason)
-    out.print(f"{job.id} {_state(job.state)}")
+    """Send one failed or canceled job round again, or every job matching the filters."""
+    jobs = _container().jobs("cli")
+    if job_id is not None:
+        job = jobs.retry(job_id, reason)
+        out.print(f"{job.id} {_state(job.state)}")
+        return
+    if not any((state, provider, error_code, since, until)):
+        err.print(
+            "[red]invalid filter[/red]: give a job id, or at least one of --state, "
+            "--provider, --error-code, --since, --until"
+        )
+        raise typer.Exit(2)
+    bad = sorted(set(state or ()) - {"failed", "canceled"})
+    if bad:
+        err.print(f"[red]invalid state[/red]: {bad[0]!r}; only failed or canceled jobs are retried")
+        raise typer.Exit(2)
+    if not dry_run and not reason:
+        err.print("[red]invalid reason[/red]: a retry by filter needs --reason (or --dry-run)")
+        raise typer.Exit(2)
+    where = JobFilter(
+        states=tuple(JobState(s) for s in state or ()),
+        provider=provider,
+        error_code=error_code,
+        since=since,
+        until=until,
+    )
+    report = jobs.retry_matching(where, reason or "", dry_run=dry_run)
+    _retry_report(report)
+
+
+def _retry_report(report: RetryReport) -> None:
+    verb = "would retry" if report.dry_run else "retried"
+    count = report.matched if report.dry_run else report.retried
+    out.print(f"{verb} {count} job(s)")
+    table = Table("id", "state", "provider", "error", "external id", title="sample")
+    for job in report.sample:
+        table.add_row(
+            str(job.id), _state(job.state), job.provider or "", job.error_code or "",
+            job.external_id or "",
+        )  # fmt: skip
+    out.print(table)
 
 
 @jobs_app.command("cancel")

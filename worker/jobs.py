@@ -9,10 +9,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from models.state import JobState
+from models.state import TRANSITIONS, JobState, Transition
 from worker.canonical import EditInput
 from worker.errors import IdempotencyConflict, InvalidTransition, JobNotFound, NoProviderCanRun
 from worker.providers.base import Provider, Unsupported
@@ -45,6 +45,20 @@ class JobRequest:
         }
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+#: The states an ops retry takes a job from.
+RETRYABLE_STATES = tuple(sorted(TRANSITIONS[Transition.RETRY].sources))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """What a retry by filter matched and did (nothing, on a dry run), with a sample."""
+
+    matched: int
+    retried: int
+    sample: tuple[JobRecord, ...]
+    dry_run: bool
 
 
 class Jobs:
@@ -169,6 +183,25 @@ class Jobs:
         if before.state in {JobState.SUBMITTING, JobState.RUNNING}:
             publish(self._queue.cancel_at_provider, job_id, before.attempt)
         return after
+
+    def retry_matching(
+        self, where: JobFilter, reason: str, *, dry_run: bool, sample_size: int = 10
+    ) -> RetryReport:
+        """Retry every failed or canceled job matching ``where`` (ops after an outage).
+
+        ``where.states`` may narrow to failed or canceled; it defaults to both. A dry run
+        counts and samples what would be retried and changes nothing.
+        """
+        where = replace(where, states=tuple(where.states) or RETRYABLE_STATES)
+        with self._db.transaction() as repo:
+            matched = repo.count_matching(where)
+            sample = tuple(repo.list_jobs(where, sample_size, None))
+        if dry_run or matched == 0:
+            return RetryReport(matched, 0, sample, dry_run)
+        with self._db.transaction() as repo:
+            retried = repo.retry_matching(where, reason)
+        publish(self._queue.dispatch)
+        return RetryReport(matched, len(retried), sample, dry_run=False)
 
     def retry(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
         """Send a failed or canceled job round again, with a fresh attempt budget."""

@@ -20,7 +20,14 @@ pytestmark = pytest.mark.acceptance
 def cli_stack(
     test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    yield from start_stack(test_env, tmp_path_factory.mktemp("logs"), webhooks=True)
+    # The outage test needs jobs to use up their attempts at fal, not to wait out fal's
+    # circuit breaker (the failover tests cover that).
+    yield from start_stack(
+        test_env,
+        tmp_path_factory.mktemp("logs"),
+        webhooks=True,
+        extra_env={"EDITQ_BREAKER_FAILURES": "1000"},
+    )
 
 
 def editq(stack: Running, *args: str) -> subprocess.CompletedProcess[str]:
@@ -111,3 +118,48 @@ def test_list_cancel_and_retry(cli_stack: Running) -> None:
     shown = editq(cli_stack, "jobs", "show", job["id"])
     assert shown.returncode == 0
     assert "succeeded" in shown.stdout and "history" in shown.stdout
+
+
+def test_after_an_outage_a_retry_by_filter_brings_every_failed_job_back(
+    cli_stack: Running,
+) -> None:
+    cli_stack.faults("fal", rate_5xx=1.0)
+    jobs = [cli_stack.submit("fal", external_id=f"SKU-OUT-{i}") for i in range(6)]
+    failed = [cli_stack.wait_terminal(job["id"], timeout=90) for job in jobs]
+    assert {j["state"] for j in failed} == {"failed"}
+    assert {j["error"]["code"] for j in failed} == {"provider_unavailable"}
+    cli_stack.faults("fal", rate_5xx=0.0)  # the outage is over
+
+    dry = editq(cli_stack, "jobs", "retry", "--error-code", "provider_unavailable", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would retry 6 job(s)" in dry.stdout
+    assert all(cli_stack.job(j["id"])["state"] == "failed" for j in jobs)
+
+    done = editq(
+        cli_stack, "jobs", "retry", "--error-code", "provider_unavailable", "--reason", "fal outage"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "retried 6 job(s)" in done.stdout
+
+    after = [cli_stack.wait_terminal(job["id"]) for job in jobs]
+    assert {j["state"] for j in after} == {"succeeded"}
+    for job in after:
+        retry = [e for e in job["events"] if e["transition"] == "retry"]
+        assert [(e["actor"], e["reason"]) for e in retry] == [("cli", "fal outage")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs", "retry"],
+        ["jobs", "retry", "--state", "succeeded", "--dry-run"],
+        ["jobs", "retry", "--error-code", "provider_unavailable"],
+    ],
+    ids=["no-filter", "bad-state", "no-reason"],
+)
+def test_a_retry_by_filter_needs_a_filter_a_retryable_state_and_a_reason(
+    cli_stack: Running, args: list[str]
+) -> None:
+    run = editq(cli_stack, *args)
+    assert run.returncode == 2
+    assert "invalid" in run.stderr

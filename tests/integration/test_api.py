@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from emulators.server import run_in_thread
 from models.tables import Job, JobEvent
@@ -302,3 +302,55 @@ def test_providers_report_their_breakers_and_limits(client: httpx.Client) -> Non
     assert set(health) == {"fal", "runware", "runflow"}
     assert health["fal"]["breaker"] == "closed" and health["fal"]["capacity"] >= 1
     assert client.get("/v1/providers").status_code == 401
+
+
+def _fail(container: Container, job_ids: list[str], code: str) -> None:
+    with container.engine.begin() as conn:
+        conn.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids))
+            .values(state="failed", error_code=code, completed_at=func.now())
+        )
+
+
+def test_retry_by_filter_with_a_dry_run_first(client: httpx.Client, container: Container) -> None:
+    ids = [client.post("/v1/jobs", json=job_body(), headers=AUTH).json()["id"] for _ in range(5)]
+    _fail(container, ids[:3], "provider_unavailable")
+    _fail(container, ids[3:4], "content_moderated")
+    body = {"error_code": "provider_unavailable", "reason": "fal outage 02:00-02:40"}
+
+    dry = client.post("/v1/jobs/retry", json={**body, "dry_run": True}, headers=AUTH)
+
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["matched"] == 3 and dry.json()["retried"] == 0
+    assert {j["id"] for j in dry.json()["sample"]} == set(ids[:3])
+    assert all(j["state"] == "failed" for j in dry.json()["sample"])
+    states = [client.get(f"/v1/jobs/{i}", headers=AUTH).json()["state"] for i in ids]
+    assert states == ["failed"] * 4 + ["queued"]  # a dry run changes nothing
+
+    done = client.post("/v1/jobs/retry", json=body, headers=AUTH).json()
+
+    assert (done["matched"], done["retried"]) == (3, 3)
+    for job_id in ids[:3]:
+        job = client.get(f"/v1/jobs/{job_id}", params={"events": 1}, headers=AUTH).json()
+        assert job["state"] == "queued" and job["error"] is None
+        assert job["events"][-1]["transition"] == "retry"
+        assert job["events"][-1]["reason"] == "fal outage 02:00-02:40"
+    moderated = client.get(f"/v1/jobs/{ids[3]}", headers=AUTH).json()
+    assert moderated["state"] == "failed"  # another error code: left alone
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"error_code": "x"}, "reason"),
+        ({"state": ["succeeded"], "reason": "r"}, "state.0"),
+        ({"reason": "r", "dry_run": "maybe"}, "dry_run"),
+    ],
+)
+def test_retry_by_filter_refuses_bad_filters(
+    client: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    answer = client.post("/v1/jobs/retry", json=body, headers=AUTH)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["fields"][0]["field"] == field

@@ -88,6 +88,7 @@ OPERATIONS = [
     "GET /v1/jobs/{job_id}",
     "POST /v1/jobs/{job_id}/cancel",
     "POST /v1/jobs/{job_id}/retry",
+    "POST /v1/jobs/retry",
     "GET /v1/providers",
     "POST /v1/webhooks/{provider}",
 ]
@@ -292,6 +293,10 @@ def _assert_wrote_only_what_it_should(
     elif label == "POST /v1/jobs":
         assert status == 200, status  # an idempotent replay: the first job, nothing new
         assert after == before
+    elif label == "POST /v1/jobs/retry":
+        report = response.json()
+        retried = 0 if report["dry_run"] else report["retried"]
+        assert (after.jobs, after.events) == (before.jobs, before.events + retried)
     elif label.endswith(("/cancel", "/retry")):
         assert (after.jobs, after.events) == (before.jobs, before.events + 1)
         action = label.rsplit("/", 1)[1]

@@ -20,6 +20,8 @@ from worker.api.schemas import (
     JobCreate,
     JobOut,
     JobPage,
+    RetryFilter,
+    RetryReportOut,
     detail_out,
     job_out,
 )
@@ -57,6 +59,25 @@ def create_job(
     if not created:
         response.status_code = 200
     return job_out(job)
+
+
+@router.post("/retry", response_model=RetryReportOut)
+def retry_jobs(body: RetryFilter, use: JobsDep) -> RetryReportOut:
+    """Retry every failed or canceled job matching a filter; ``dry_run`` only counts them."""
+    where = JobFilter(
+        states=tuple(JobState(s) for s in body.state),
+        provider=body.provider,
+        error_code=body.error_code,
+        since=body.since,
+        until=body.until,
+    )
+    report = use.retry_matching(where, body.reason, dry_run=body.dry_run)
+    return RetryReportOut(
+        matched=report.matched,
+        retried=report.retried,
+        dry_run=report.dry_run,
+        sample=[job_out(j) for j in report.sample],
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut)

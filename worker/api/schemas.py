@@ -48,6 +48,21 @@ class JobCreate(BaseModel):
         return value
 
 
+class RetryFilter(BaseModel):
+    """Which failed or canceled jobs to retry, why, and whether only to look."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: list[Literal["failed", "canceled"]] = Field(default_factory=list)
+    provider: StorableText | None = Field(default=None, max_length=64)
+    error_code: StorableText | None = Field(default=None, max_length=128)
+    since: datetime | None = None
+    until: datetime | None = None
+    #: Kept on every retried job's history; an ops action always says why.
+    reason: StorableText = Field(min_length=1, max_length=1000)
+    dry_run: bool = False
+
+
 class ActionRequest(BaseModel):
     """Why an ops action is taken; recorded in the job's history."""
 
@@ -160,6 +175,15 @@ class JobOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+
+
+class RetryReportOut(BaseModel):
+    """How many jobs matched, how many were retried (none on a dry run), and a sample."""
+
+    matched: int
+    retried: int
+    dry_run: bool
+    sample: list[JobOut]
 
 
 class JobPage(BaseModel):

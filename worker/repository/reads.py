@@ -80,9 +80,13 @@ class Reads(SessionBound):
         ).first()
         return None if row is None else attempt_record(row)
 
+    def count_matching(self, where: JobFilter) -> int:
+        """How many jobs match ``where``."""
+        return int(self.s.scalar(select(func.count()).where(*filter_clauses(where))) or 0)
+
     def list_jobs(self, where: JobFilter, limit: int, after: Cursor | None) -> list[JobRecord]:
         """Jobs matching ``where``, newest first, after ``after``."""
-        query = select(Job).where(*_filter_clauses(where))
+        query = select(Job).where(*filter_clauses(where))
         if after is not None:
             query = query.where(
                 or_(
@@ -108,7 +112,8 @@ class Reads(SessionBound):
         return {provider: count for provider, count in rows if provider}
 
 
-def _filter_clauses(where: JobFilter) -> list[Any]:
+def filter_clauses(where: JobFilter) -> list[Any]:
+    """The WHERE clauses of a job filter."""
     clauses: list[Any] = []
     if where.states:
         clauses.append(Job.state.in_(where.states))

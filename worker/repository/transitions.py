@@ -7,19 +7,20 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from models.state import Transition
-from models.tables import Job, JobOutput
+from models.state import TRANSITIONS, Transition
+from models.tables import Job, JobEvent, JobOutput
 from worker.providers.base import Fault
 from worker.records import (
     AttemptRecord,
+    JobFilter,
     JobRecord,
     OutputRecord,
 )
 from worker.repository.base import NOW, SessionBound, seconds_from_now
-from worker.repository.reads import job_record
+from worker.repository.reads import filter_clauses, job_record
 
 
 class Transitions(SessionBound):
@@ -195,20 +196,37 @@ class Transitions(SessionBound):
 
     def retry(self, job_id: uuid.UUID, reason: str | None) -> bool:
         """Send a failed or canceled job round again with a fresh attempt budget."""
-        return self._move(
-            job_id,
-            Transition.RETRY,
-            None,
-            {
-                "run_after": NOW,
-                "failed_attempts": 0,
-                "provider": Job.providers[1],
-                "completed_at": None,
-                "error_code": None,
-                "error_message": None,
-            },
-            reason=reason,
-        )
+        return self._move(job_id, Transition.RETRY, None, _RETRY_VALUES, reason=reason)
+
+    def retry_matching(self, where: JobFilter, reason: str) -> list[uuid.UUID]:
+        """Retry every failed or canceled job matching ``where``, in one statement.
+
+        Each retried job gets its ``retry`` event, with ``reason``, in the same transaction.
+        """
+        move = TRANSITIONS[Transition.RETRY]
+        rows = self.s.execute(
+            update(Job)
+            .where(Job.state.in_(move.sources), *filter_clauses(where))
+            .values(state=move.target, updated_at=NOW, **_RETRY_VALUES)
+            .returning(Job.id, Job.attempt)
+        ).all()
+        if rows:
+            self.s.execute(
+                insert(JobEvent),
+                [
+                    {
+                        "job_id": job_id,
+                        "transition": Transition.RETRY.value,
+                        "state": move.target,
+                        "attempt": attempt,
+                        "actor": self.actor,
+                        "reason": reason,
+                        "data": {"bulk": True},
+                    }
+                    for job_id, attempt in rows
+                ],
+            )
+        return [job_id for job_id, _ in rows]
 
     def abandon(self, attempt: AttemptRecord, fault: Fault) -> bool:
         """Requeue a job whose submitting worker vanished, without counting the attempt."""
@@ -223,3 +241,14 @@ class Transitions(SessionBound):
         if moved:
             self._finish_attempt(attempt.id, "abandoned", fault)
         return moved
+
+
+#: What a retry resets: the job starts over on its first provider with a fresh budget.
+_RETRY_VALUES = {
+    "run_after": NOW,
+    "failed_attempts": 0,
+    "provider": Job.providers[1],
+    "completed_at": None,
+    "error_code": None,
+    "error_message": None,
+}
