@@ -8,7 +8,7 @@ one breaker per provider; these functions decide, the repository persists.
   requests; not rate limits, not bad input). Dispatch admits nothing for ``cooldown``
   seconds; queued jobs that list another provider move to it.
 - **half_open**: the cooldown passed; dispatch admits one probe. Its success closes the
-  breaker, its failure opens it again for another cooldown.
+  breaker (``Repository.record_success``), its failure opens it again for another cooldown.
 """
 
 from __future__ import annotations
@@ -50,11 +50,6 @@ class Health:
     def healthy(self) -> bool:
         """Closed with no failure counted: nothing to record after a success."""
         return self.state is BreakerState.CLOSED and self.consecutive_failures == 0
-
-
-def after_success(health: Health) -> Health:
-    """A provider call worked: the breaker closes."""
-    return replace(health, state=BreakerState.CLOSED, consecutive_failures=0, opened_at=None)
 
 
 def after_failure(health: Health, now: datetime, policy: BreakerPolicy) -> Health:

@@ -33,6 +33,7 @@ from worker.providers.base import (
     Provider,
     ProviderCallError,
 )
+from worker.reconcile import reconcile
 from worker.records import AttemptRecord, JobRecord
 from worker.retry import RetryPolicy, Verdict, decide, poll_interval
 from worker.routing import Limits
@@ -300,55 +301,7 @@ class Pipeline:
 
     def reconcile(self) -> int:
         """Repair jobs whose lease expired: their worker died or their message was lost."""
-        with self._db.transaction() as repo:
-            expired = repo.expired_leases(_TICK_BATCH)
-        for job_id, number, state in expired:
-            if state is JobState.FINALIZING:
-                publish(self._queue.finalize, job_id, number)
-            else:
-                self._repair_submitting(job_id, number)
-        return len(expired)
-
-    def _repair_submitting(self, job_id: uuid.UUID, number: int) -> None:
-        """Repair a submitting job whose lease ran out, without paying for it twice.
-
-        - The attempt was never sent (its message was lost): send it again.
-        - It was being sent when its worker vanished, to a provider that recognises a
-          repeated attempt id (Runware's ``taskUUID``): send it again; the provider answers
-          with the attempt it already has instead of starting (and billing) another.
-        - To another provider, with webhooks on: the provider may have accepted it, and its
-          callback carries our attempt id. Wait for that callback until
-          ``submit_grace_seconds`` after the attempt began.
-        - Past that, or with no webhooks to wait for: give the attempt up and requeue the
-          job without using up an attempt (``worker_lost``).
-        """
-        resend = False
-        lease = self._policy.lease_seconds
-        with self._db.transaction() as repo:
-            found = repo.job_at(job_id, number, JobState.SUBMITTING)
-            if found is None:
-                return
-            _, attempt = found
-            provider = self._providers[attempt.provider]
-            waited = (datetime.now(UTC) - attempt.created_at).total_seconds()
-            grace_left = self._policy.submit_grace_seconds - waited
-            if attempt.outcome == "pending":
-                resend = repo.extend_lease(job_id, number, lease)
-            elif provider.idempotent_submit:
-                resend = repo.resend(attempt, lease)
-            elif self._policy.public_url and grace_left > 0:
-                repo.extend_lease(job_id, number, min(lease, grace_left))
-            else:
-                repo.abandon(attempt, _WORKER_LOST)
-        if resend:
-            publish(self._queue.submit, job_id, number)
-
-
-_WORKER_LOST = Fault(
-    ErrorKind.RETRYABLE,
-    "worker_lost",
-    "the worker sending this attempt stopped before recording the provider's answer",
-)
+        return reconcile(self._db, self._providers, self._queue, self._policy)
 
 
 def _ref(attempt: AttemptRecord) -> AttemptRef:
