@@ -33,6 +33,7 @@ from worker.providers.base import (
     Provider,
     ProviderCallError,
 )
+from worker.providers.common import PROVIDER_TIMEOUT
 from worker.reconcile import reconcile
 from worker.records import AttemptRecord, JobRecord
 from worker.retry import RetryPolicy, Verdict, decide, poll_interval
@@ -123,12 +124,26 @@ class Pipeline:
         try:
             sent = provider.submit(job.model, edit, attempt.id, webhook, upload)
         except ProviderCallError as exc:
+            if exc.fault.code == PROVIDER_TIMEOUT:
+                return self._unanswered(attempt, exc.fault)
             return self._after_failure(job, attempt, exc.fault)
         first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
         with self._db.transaction() as repo:
             repo.record_success(attempt.provider)
             moved = repo.mark_running(attempt, sent.request_id, dict(sent.data), first_poll)
         return "running" if moved else "overtaken"
+
+    def _unanswered(self, attempt: AttemptRecord, fault: Fault) -> str:
+        """A submit that timed out may have been accepted: do not send a new attempt now.
+
+        The attempt stays ``sending`` under its lease, exactly as if its worker had died
+        mid-call, and the reconcile tick recovers it the same careful way (the provider's
+        callback, a repeat the provider recognises, or the grace period).
+        """
+        log.warning("submit of %s timed out; left to reconcile: %s", attempt.id, fault.message)
+        with self._db.transaction() as repo:
+            routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
+        return "unanswered"
 
     def _upload_url(self, job_id: uuid.UUID, edit: EditInput) -> str | None:
         # One presigned PUT is one object: a provider that would write several outputs to

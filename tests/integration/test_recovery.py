@@ -16,7 +16,10 @@ from tests.factories import edit_input, job_request
 from tests.waiting import wait_until
 from worker.outputs import upload_key
 from worker.pipeline import Pipeline
+from worker.providers.fal import FalProvider
+from worker.providers.fal_signature import JwksCache
 from worker.repository import Repository
+from worker.usecase import Database
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration
@@ -116,3 +119,28 @@ def test_an_attempt_whose_message_was_lost_is_sent_again(container: Container) -
     assert steps.reconcile() == 1
     assert steps.submit(job_id, 1) == "running"
     assert container.jobs("test").get(job_id).attempts[0].outcome == "running"
+
+
+def test_a_submit_that_timed_out_is_not_sent_again_at_once(container: Container) -> None:
+    # fal answers the submit, but too late for us: the request may well have been accepted.
+    def too_slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer in time", request=request)
+
+    http = httpx.Client(transport=httpx.MockTransport(too_slow))
+    slow_fal = FalProvider(http, jwks=JwksCache(http), base_url="https://queue.fal.run")
+    steps = Pipeline(
+        Database(container.sessions, "test"),
+        {"fal": slow_fal},
+        container.storage,
+        container.fetcher,
+        container.queue,
+        container.policy(),
+    )
+    job_id = claimed_job(container, "fal", steps)
+
+    assert steps.submit(job_id, 1) == "unanswered"
+
+    detail = container.jobs("test").get(job_id)
+    assert detail.job.state is JobState.SUBMITTING  # no new attempt, nothing paid twice
+    assert [a.outcome for a in detail.attempts] == ["sending"]
+    assert detail.job.failed_attempts == 0
