@@ -26,7 +26,7 @@ from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from emulators.runflow.admin import admin_router
+from emulators.admin import admin_router
 from emulators.runflow.config import RunflowEmulatorConfig
 from emulators.runflow.emulator import RequestRejectedError, RunflowEmulator
 from emulators.runflow.files import STORAGE_PREFIX, Refusal
@@ -51,7 +51,9 @@ def create_app(config: RunflowEmulatorConfig) -> FastAPI:
     app.state.emulator = emulator
     app.add_exception_handler(RequestRejectedError, _rejected)
     app.add_exception_handler(HTTPException, _http_error)
-    app.include_router(admin_router(emulator))
+    app.include_router(
+        admin_router(emulator, lambda message: error_body("VALIDATION_ERROR", message))
+    )
     _add_run_routes(app, emulator)
     _add_callback_routes(app, emulator)
     _add_file_route(app, emulator)

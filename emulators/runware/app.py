@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulators.runware.admin import admin_router
+from emulators.admin import admin_router
 from emulators.runware.config import RunwareEmulatorConfig
 from emulators.runware.emulator import RunwareEmulator
 from emulators.runware.runner import IMAGE_PATH

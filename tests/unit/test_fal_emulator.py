@@ -14,14 +14,16 @@ import httpx
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from PIL import Image
 
 from emulators.fal import FalEmulatorConfig, create_app
 from emulators.fal.protocol import AspectRatio
 from emulators.faults import FaultInjector, SubmitFault, WebhookPolicy
 from emulators.imaging import ASPECT_RATIOS
-from emulators.server import RunningServer, run_in_thread
+from emulators.server import RunningServer
+from tests.emulator_support import Receiver, server_pool
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 KONTEXT = "fal-ai/flux-pro/kontext"
@@ -41,46 +43,16 @@ def source_uri(payload: bytes | None = None) -> str:
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
     """Poll ``check`` until it returns something truthy, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-class Receiver:
-    """A webhook endpoint that records each call and answers from a script of status codes."""
-
-    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        self._statuses = list(statuses)
-        self.app = FastAPI()
-        self.app.post("/hook")(self._hook)
-
-    async def _hook(self, request: Request) -> Response:
-        self.calls.append((dict(request.headers), await request.body()))
-        return Response(status_code=self._statuses.pop(0) if self._statuses else 200)
+    return wait_until(check, timeout=timeout, interval=0.01, what=what)
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., RunningServer]]:
     """Start servers for the test, stopped at its end: emulators from config options, or apps."""
-    servers: list[RunningServer] = []
-
-    def start(app: FastAPI | None = None, **options: Any) -> RunningServer:
-        server = run_in_thread(app or create_app(FalEmulatorConfig(**{**FAST, **options})))
-        servers.append(server)
-        return server
-
-    yield start
-    # A zero timeout only signals; signalling all first lets them shut down side by side.
-    for server in servers:
-        server.stop(timeout=0)
-    for server in servers:
-        server.stop()
+    with server_pool(
+        lambda **options: create_app(FalEmulatorConfig(**{**FAST, **options}))
+    ) as start:
+        yield start
 
 
 @pytest.fixture

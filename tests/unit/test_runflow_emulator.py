@@ -13,14 +13,14 @@ from typing import Any, get_args
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 from PIL import Image
 
 from emulators.faults import WebhookPolicy
 from emulators.imaging import ASPECT_RATIOS
 from emulators.runflow import RunflowEmulatorConfig, create_app
 from emulators.runflow.protocol import AspectRatio
-from emulators.server import RunningServer, run_in_thread
+from emulators.server import RunningServer
+from tests.emulator_support import Receiver, server_pool
 from tests.waiting import wait_until
 
 MODEL = "black-forest-labs/flux-pro/kontext"
@@ -45,35 +45,13 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Receiver:
-    """A callback endpoint that records each call and answers from a script of status codes."""
-
-    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        self._statuses = list(statuses)
-        self.app = FastAPI()
-        self.app.post("/hook")(self._hook)
-
-    async def _hook(self, request: Request) -> Response:
-        self.calls.append((dict(request.headers), await request.body()))
-        return Response(status_code=self._statuses.pop(0) if self._statuses else 200)
-
-
 @pytest.fixture
 def serve() -> Iterator[Callable[..., RunningServer]]:
     """Start servers for the test, stopped at its end: emulators from config options, or apps."""
-    servers: list[RunningServer] = []
-
-    def start(app: FastAPI | None = None, **options: Any) -> RunningServer:
-        server = run_in_thread(app or create_app(RunflowEmulatorConfig(**{**FAST, **options})))
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(timeout=0)
-    for server in servers:
-        server.stop()
+    with server_pool(
+        lambda **options: create_app(RunflowEmulatorConfig(**{**FAST, **options}))
+    ) as start:
+        yield start
 
 
 @pytest.fixture

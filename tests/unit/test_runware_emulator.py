@@ -15,7 +15,8 @@ from fastapi import FastAPI, Request, Response
 from PIL import Image
 
 from emulators.runware import RunwareEmulatorConfig, create_app
-from emulators.server import RunningServer, run_in_thread
+from emulators.server import RunningServer
+from tests.emulator_support import server_pool
 from tests.waiting import wait_until
 
 AUTH = {"Authorization": "Bearer test-key"}
@@ -74,18 +75,10 @@ class Receiver:
 @pytest.fixture
 def serve() -> Iterator[Callable[..., RunningServer]]:
     """Start servers for the test, stopped at its end: emulators from config options, or apps."""
-    servers: list[RunningServer] = []
-
-    def start(app: FastAPI | None = None, **options: Any) -> RunningServer:
-        server = run_in_thread(app or create_app(RunwareEmulatorConfig(**{**FAST, **options})))
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(timeout=0)
-    for server in servers:
-        server.stop()
+    with server_pool(
+        lambda **options: create_app(RunwareEmulatorConfig(**{**FAST, **options}))
+    ) as start:
+        yield start
 
 
 @pytest.fixture
