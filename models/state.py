@@ -90,3 +90,18 @@ TRANSITIONS: dict[Transition, Move] = {
 def can(transition: Transition, state: JobState) -> bool:
     """Whether ``transition`` is allowed from ``state``."""
     return state in TRANSITIONS[transition].sources
+
+
+class BatchState(StrEnum):
+    """Where a batch (one uploaded catalog file) is in its life."""
+
+    #: The file is being read, checked row by row and inserted; nothing is dispatched yet.
+    VALIDATING = "validating"
+    #: Its jobs are queued or on their way; dispatch takes them fairly with other work.
+    RUNNING = "running"
+    #: Every job is terminal; ``results.jsonl`` and ``errors.jsonl`` are being written.
+    FINALIZING = "finalizing"
+    #: Terminal: every job finished and the result files are in S3.
+    COMPLETED = "completed"
+    #: Terminal: canceled before every job finished; the result files say what got done.
+    CANCELED = "canceled"

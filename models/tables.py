@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from models.state import JobState
+from models.state import BatchState, JobState
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -58,6 +58,74 @@ job_state_enum = Enum(
 )
 
 
+batch_state_enum = Enum(
+    BatchState,
+    name="batch_state",
+    values_callable=lambda states: [s.value for s in states],
+    validate_strings=True,
+)
+
+
+class Batch(Base):
+    """One uploaded catalog file: its accepted rows are jobs, its bad rows are rejects."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    state: Mapped[BatchState] = mapped_column(batch_state_enum)
+    #: Defaults for every row (a row's own columns win).
+    model: Mapped[str] = mapped_column(Text)
+    providers: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    #: Receives ``batch.completed``; rows name their own ``callback_url`` for job events.
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    #: Dispatch stops before the batch's estimated spend would pass this.
+    budget_usd: Mapped[Decimal | None] = mapped_column(Money)
+    #: When dispatch stopped for the budget; the batch's unsent jobs were canceled then.
+    budget_exhausted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    #: sha256 of the uploaded file and its options, sent with ``idempotency_key``.
+    request_hash: Mapped[str | None] = mapped_column(Text)
+    rows_total: Mapped[int] = mapped_column(Integer, server_default="0")
+    rows_accepted: Mapped[int] = mapped_column(Integer, server_default="0")
+    rows_rejected: Mapped[int] = mapped_column(Integer, server_default="0")
+    results_key: Mapped[str | None] = mapped_column(Text)
+    errors_key: Mapped[str | None] = mapped_column(Text)
+    #: Set by a cancel; the batch ends ``canceled`` instead of ``completed``.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    #: Held while the result files are written; past it the batch tick writes them again.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index(
+            "ix_batches_open",
+            "state",
+            postgresql_where=text("state IN ('running', 'finalizing')"),
+        ),
+        Index("ix_batches_created", "created_at", "id"),
+    )
+
+
+class BatchReject(Base):
+    """One bad row of a batch file: its line, the field and the rule it broke."""
+
+    __tablename__ = "batch_rejects"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    external_id: Mapped[str | None] = mapped_column(Text)
+    field: Mapped[str] = mapped_column(Text)
+    rule: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_batch_rejects_batch", "batch_id", "line"),)
+
+
 class Job(Base):
     """One requested edit: a canonical request plus everything that happened to it."""
 
@@ -79,6 +147,8 @@ class Job(Base):
     max_attempts: Mapped[int] = mapped_column(SmallInteger, server_default="5")
     priority: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     external_id: Mapped[str | None] = mapped_column(Text)
+    #: The batch this job is a row of; NULL for a job submitted on its own.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     callback_url: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, server_default=text("'{}'::jsonb")
@@ -107,22 +177,35 @@ class Job(Base):
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
-        # Dispatch: the queued backlog in claim order.
-        Index(
-            "ix_jobs_dispatch",
-            "priority",
-            "run_after",
-            postgresql_where=text("state = 'queued'"),
-        ),
         Index("ix_jobs_poll", "next_poll_at", postgresql_where=text("state = 'running'")),
         Index(
             "ix_jobs_lease",
             "lease_expires_at",
             postgresql_where=text("state IN ('submitting', 'finalizing')"),
         ),
+        Index("ix_jobs_batch_state", "batch_id", "state"),
+        # A batch names each of its rows once; results are keyed by it.
+        Index(
+            "uq_jobs_batch_external_id",
+            "batch_id",
+            "external_id",
+            unique=True,
+            postgresql_where=text("batch_id IS NOT NULL"),
+        ),
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_state_provider", "state", "provider"),
     )
+
+
+# Dispatch: the queued backlog of each batch (and of the jobs in none) in claim order.
+# Round-robin across batches takes the head of each.
+Index(
+    "ix_jobs_dispatch",
+    Job.batch_id,
+    Job.priority.desc(),
+    Job.run_after,
+    postgresql_where=text("state = 'queued'"),
+)
 
 
 class Attempt(Base):
@@ -209,3 +292,52 @@ class ProviderHealth(Base):
     tokens: Mapped[float] = mapped_column(Float, server_default="0")
     tokens_at: Mapped[datetime | None] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Callback(Base):
+    """One event for a producer's ``callback_url`` (an outbox row, written with its cause).
+
+    It is written in the transaction that finished the job or batch, so no event is lost;
+    the delivery tick sends it, signed to the Standard Webhooks spec, until it is taken.
+    """
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    #: ``job.succeeded``, ``job.failed``, ``job.canceled`` or ``batch.completed``.
+    event: Mapped[str] = mapped_column(Text)
+    #: The body sent, as it was when the event happened.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: ``pending`` (to send), ``delivered`` (a 2xx came back) or ``failed`` (gave up).
+    state: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("ix_callbacks_due", "next_attempt_at", postgresql_where=text("state = 'pending'")),
+        Index("ix_callbacks_job", "job_id"),
+        Index("ix_callbacks_batch", "batch_id"),
+    )
+
+
+class CallbackAttempt(Base):
+    """One try at delivering a callback: the delivery log."""
+
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    callback_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    #: The HTTP status; NULL when no answer came (refused, timed out).
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_callback_attempts_callback", "callback_id", "id"),)
