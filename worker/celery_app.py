@@ -81,3 +81,11 @@ class CeleryQueue:
     def cancel_at_provider(self, job_id: uuid.UUID, attempt: int) -> None:
         """Ask the provider to stop an attempt."""
         self._send("editq.cancel_at_provider", str(job_id), attempt)
+
+    def finish_batch(self, batch_id: uuid.UUID) -> None:
+        """Write a finished batch's result files."""
+        self._send("editq.finish_batch", str(batch_id))
+
+    def deliver_callback(self, callback_id: uuid.UUID, attempt: int) -> None:
+        """Make one try of a producer callback."""
+        self._send("editq.deliver_callback", str(callback_id), attempt)

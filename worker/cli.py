@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from worker import cli_jobs
+from worker import cli_batch, cli_callbacks, cli_jobs
 from worker.config import load_settings
 from worker.errors import EditqError
 
@@ -28,6 +28,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(cli_jobs.jobs_app, name="jobs")
+app.add_typer(cli_batch.batch_app, name="batch")
+app.add_typer(cli_callbacks.callbacks_app, name="callbacks")
 app.command("submit")(cli_jobs.submit)
 
 err = Console(stderr=True)
@@ -137,7 +139,7 @@ def worker(
 
 @app.command()
 def scheduler() -> None:
-    """Run the periodic tick: dispatch, poll due jobs, repair expired leases."""
+    """Run the periodic tick: dispatch, poll due jobs, repair expired leases, finish batches."""
     from worker import scheduler as loop
     from worker.wiring import build
 
@@ -147,7 +149,9 @@ def scheduler() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    loop.run(container.pipeline("scheduler"), settings.tick_seconds, stop)
+    loop.run(
+        container.pipeline("scheduler"), container.batches("scheduler"), settings.tick_seconds, stop
+    )
     container.close()
 
 

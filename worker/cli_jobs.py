@@ -100,7 +100,7 @@ def submit(
             }
         )
         request = JobRequest(
-            model=_model(model),
+            model=model_name(model),
             input=edit.model_copy(update={"image_url": _source_url(container, source)}),
             providers=tuple(provider or ()),
             external_id=external_id,
@@ -116,7 +116,8 @@ def submit(
         raise typer.Exit(0 if detail.job.state is JobState.SUCCEEDED else 1)
 
 
-def _model(name: str) -> ModelName:
+def model_name(name: str) -> ModelName:
+    """``name`` as a canonical model, or exit 2 naming the choices."""
     if name not in ("flux-kontext-pro", "flux-kontext-max"):
         err.print(
             f"[red]invalid model[/red]: {name!r}; choose flux-kontext-pro or flux-kontext-max"
@@ -147,12 +148,15 @@ def list_jobs(
     state: Annotated[
         list[JobState] | None, typer.Option(help="Only jobs in this state (repeatable).")
     ] = None,
+    batch: Annotated[uuid.UUID | None, typer.Option(help="Only jobs of this batch.")] = None,
     provider: Annotated[str | None, typer.Option()] = None,
     error_code: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
 ) -> None:
     """Recent jobs as a table, newest first."""
-    where = JobFilter(states=tuple(state or ()), provider=provider, error_code=error_code)
+    where = JobFilter(
+        states=tuple(state or ()), batch_id=batch, provider=provider, error_code=error_code
+    )
     page, _ = _container().jobs("cli").list(where, limit)
     table = Table("id", "state", "provider", "attempt", "error", "cost", "created")
     for job in page:
@@ -184,6 +188,7 @@ def retry(
     state: Annotated[
         list[str] | None, typer.Option(help="failed or canceled (repeatable; default both).")
     ] = None,
+    batch: Annotated[uuid.UUID | None, typer.Option(help="Only jobs of this batch.")] = None,
     provider: Annotated[str | None, typer.Option(help="Only jobs last on this provider.")] = None,
     error_code: Annotated[str | None, typer.Option(help="Only jobs that failed so.")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only jobs created at or after.")] = None,
@@ -198,9 +203,9 @@ def retry(
         job = jobs.retry(job_id, reason)
         out.print(f"{job.id} {_state(job.state)}")
         return
-    if not any((state, provider, error_code, since, until)):
+    if not any((state, batch, provider, error_code, since, until)):
         err.print(
-            "[red]invalid filter[/red]: give a job id, or at least one of --state, "
+            "[red]invalid filter[/red]: give a job id, or at least one of --state, --batch, "
             "--provider, --error-code, --since, --until"
         )
         raise typer.Exit(2)
@@ -213,6 +218,7 @@ def retry(
         raise typer.Exit(2)
     where = JobFilter(
         states=tuple(JobState(s) for s in state or ()),
+        batch_id=batch,
         provider=provider,
         error_code=error_code,
         since=since,

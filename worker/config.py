@@ -6,12 +6,15 @@ composition root (``wiring.py``) and the CLI, and the result is passed along.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KNOWN_PROVIDERS = ("fal", "runware", "runflow")
+CALLBACK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's prefix, not a secret
 
 
 def _split(value: object) -> object:
@@ -23,8 +26,13 @@ def _split(value: object) -> object:
 class Settings(BaseSettings):
     """Everything editq's processes read from their environment."""
 
+    # Inputs stay out of error messages: several settings are secrets.
     model_config = SettingsConfigDict(
-        env_prefix="EDITQ_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="EDITQ_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     #: ``development`` allows loopback/private URLs and verbose errors; anything else is strict.
@@ -102,6 +110,29 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=30.0, gt=0)
     #: Largest request body the API accepts (a job with a data-URI image is the largest).
     max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    #: Most rows, and most bytes, of one batch file.
+    batch_max_rows: int = Field(default=100_000, ge=1)
+    batch_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    #: Lifetime of the presigned URLs in a batch's ``results.jsonl`` (SigV4 allows 7 days).
+    batch_results_url_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+
+    #: The Standard Webhooks secret (``whsec_`` and base64 of 24 to 64 random bytes) producer
+    #: callbacks are signed with. Without it a job or batch naming a ``callback_url`` is refused.
+    callback_secret: SecretStr | None = None
+    #: How long one callback delivery may take before it counts as a failed try.
+    callback_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Tries of one callback before it is given up (``editq callbacks redeliver`` starts over).
+    callback_max_attempts: int = Field(default=8, ge=1, le=50)
+    #: Backoff base and cap between tries of a callback (exponential, full jitter).
+    callback_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    callback_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_callback_secret(value.get_secret_value())
+        return value
 
     @field_validator("api_keys", "providers", mode="before")
     @classmethod
@@ -143,6 +174,20 @@ class Settings(BaseSettings):
     def private_urls_allowed(self) -> bool:
         """Whether the worker may fetch from loopback and private addresses."""
         return self.allow_private_urls or self.development
+
+
+def check_callback_secret(secret: str) -> None:
+    """Raise ValueError unless ``secret`` is a Standard Webhooks secret (never echoing it)."""
+    body = secret.removeprefix(CALLBACK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not secret.startswith(CALLBACK_SECRET_PREFIX) or not 24 <= len(key) <= 64:
+        raise ValueError(
+            "must be whsec_ followed by base64 of 24 to 64 random bytes; make one with "
+            "`editq callbacks new-secret`"
+        )
 
 
 def load_settings() -> Settings:

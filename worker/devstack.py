@@ -32,6 +32,7 @@ def run_dev(home: Path, *, ports: Ports, console: Console) -> None:
         emulators = f"fal :{ports.fal}, runware :{ports.runware}, runflow :{ports.runflow}"
         console.print(f"[green]editq is running[/green]: API {api_url}/docs; emulators {emulators}")
         console.print(f"API key: {env['EDITQ_API_KEYS']}   logs: {home / 'logs'}")
+        console.print(f"callbacks are signed with {env['EDITQ_CALLBACK_SECRET']}")
         console.print(
             'In another shell: eval "$(editq services env)" to use the CLI. Ctrl-C stops.'
         )

@@ -70,3 +70,27 @@ class UnknownProvider(EditqError):
 
     code = "unknown_provider"
     status = 404
+
+
+class CallbacksNotConfigured(EditqError):
+    """callback_url: this server cannot sign callbacks (no EDITQ_CALLBACK_SECRET); leave it out."""
+
+    code = "callbacks_not_configured"
+    status = 422
+    exit_code = 2
+
+
+class CallbackUrlRefused(EditqError):
+    """callback_url: it points at a loopback, private or reserved address; callbacks go out only."""
+
+    code = "callback_url_refused"
+    status = 422
+    exit_code = 2
+
+
+class CallbackNotFound(EditqError):
+    """No callback has that id."""
+
+    code = "callback_not_found"
+    status = 404
+    exit_code = 3

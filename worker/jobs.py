@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.state import TRANSITIONS, JobState, Transition
+from worker.callbacks import CallbackTargets
 from worker.canonical import EditInput
 from worker.errors import IdempotencyConflict, InvalidTransition, JobNotFound, NoProviderCanRun
 from worker.providers.base import Provider, Unsupported
@@ -71,12 +72,15 @@ class Jobs:
         providers: Mapping[str, Provider],
         default_providers: Sequence[str],
         max_attempts: int,
+        callback_targets: CallbackTargets | None = None,
     ) -> None:
         self._db = db
         self._queue = queue
         self._providers = providers
         self._default_providers = tuple(default_providers)
         self._max_attempts = max_attempts
+        #: Checks a job's ``callback_url``; None accepts any (tests that send no callbacks).
+        self._callback_targets = callback_targets
 
     def create(
         self, request: JobRequest, idempotency_key: str | None = None
@@ -87,7 +91,8 @@ class Jobs:
         same key with another body raises :class:`IdempotencyConflict`.
         """
         fingerprint = request.fingerprint()
-        eligible, excluded = self._route(request)
+        self.check_callback_url(request.callback_url)
+        eligible, excluded = self.route(request.model, request.input, request.providers)
         new = NewJob(
             id=uuid.uuid4(),
             model=request.model,
@@ -115,17 +120,23 @@ class Jobs:
             publish(self._queue.dispatch)
         return job, created
 
-    def _route(self, request: JobRequest) -> tuple[tuple[str, ...], dict[str, str]]:
-        """The providers that can run the request, in order, and why the others cannot."""
+    def route(
+        self, model: str, edit: EditInput, providers: Sequence[str]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The providers that can run an edit, in order, and why the others cannot.
+
+        ``providers`` is the producer's list (empty: the default order). Raises
+        :class:`NoProviderCanRun` when none can.
+        """
         eligible: list[str] = []
         excluded: dict[str, str] = {}
         problems: list[dict[str, str]] = []
-        for name in request.providers or self._default_providers:
+        for name in providers or self._default_providers:
             provider = self._providers.get(name)
             if provider is None:
                 refused = [Unsupported("providers", f"{name} is not configured")]
             else:
-                refused = provider.unsupported(request.model, request.input)
+                refused = provider.unsupported(model, edit)
             if not refused:
                 eligible.append(name)
                 continue
@@ -142,6 +153,15 @@ class Jobs:
             first = problems[0]
             raise NoProviderCanRun(f"{first['field']}: {first['message']}", fields=problems)
         return tuple(eligible), excluded
+
+    def check_callback_url(self, url: str | None) -> None:
+        """Raise unless callbacks to ``url`` can be signed and sent (batches check theirs too).
+
+        :class:`CallbacksNotConfigured` when this server has no callback secret,
+        :class:`CallbackUrlRefused` when the URL points at a non-public address.
+        """
+        if self._callback_targets is not None:
+            self._callback_targets.check(url)
 
     def get(self, job_id: uuid.UUID) -> JobDetail:
         """A job with its attempts, outputs and history."""

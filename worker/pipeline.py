@@ -11,12 +11,13 @@ import logging
 import random
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from models.state import JobState
-from worker import images, routing
+from worker import callbacks, images, routing
+from worker.callback_events import CallbackPolicy
 from worker.canonical import EditInput
 from worker.errors import UnknownProvider
 from worker.fetch import Fetcher, FetchError
@@ -63,6 +64,8 @@ class Policy:
     submit_grace_seconds: float = 900.0
     #: How long finalize waits before trying again after a storage or network hiccup.
     finalize_retry_seconds: float = 5.0
+    #: How producer callbacks are delivered (the tick sends those that are due).
+    callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,8 @@ class TickReport:
     dispatched: int
     polls: int
     repaired: int
+    #: Producer callbacks sent for delivery.
+    callbacks: int = 0
 
 
 class Pipeline:
@@ -312,7 +317,9 @@ class Pipeline:
             due = repo.due_polls(_TICK_BATCH, self._policy.poll_max_seconds)
         for job_id, number in due:
             publish(self._queue.poll, job_id, number)
-        return TickReport(dispatched, len(due), self.reconcile())
+        repaired = self.reconcile()
+        sent = callbacks.publish_due(self._db, self._queue, self._policy.callbacks)
+        return TickReport(dispatched, len(due), repaired, sent)
 
     def reconcile(self) -> int:
         """Repair jobs whose lease expired: their worker died or their message was lost."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from models.state import JobState
+from models.state import BatchState, JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class NewJob:
     excluded_providers: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     request_hash: str | None = None
+    batch_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class JobRecord:
     max_attempts: int
     priority: int
     external_id: str | None
+    batch_id: uuid.UUID | None
     callback_url: str | None
     metadata: dict[str, Any]
     excluded_providers: dict[str, str]
@@ -130,6 +132,7 @@ class JobFilter:
     """Which jobs to list."""
 
     states: tuple[JobState, ...] = ()
+    batch_id: uuid.UUID | None = None
     provider: str | None = None
     error_code: str | None = None
     since: datetime | None = None
@@ -142,3 +145,73 @@ class Cursor:
 
     created_at: datetime
     id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """A batch about to be inserted (its rows follow while the file is read)."""
+
+    id: uuid.UUID
+    model: str
+    providers: tuple[str, ...]
+    priority: int = 0
+    callback_url: str | None = None
+    budget_usd: Decimal | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """A batch as stored."""
+
+    id: uuid.UUID
+    state: BatchState
+    model: str
+    providers: tuple[str, ...]
+    priority: int
+    callback_url: str | None
+    budget_usd: Decimal | None
+    budget_exhausted_at: datetime | None
+    idempotency_key: str | None
+    request_hash: str | None
+    rows_total: int
+    rows_accepted: int
+    rows_rejected: int
+    results_key: str | None
+    errors_key: str | None
+    cancel_requested_at: datetime | None
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """Where a batch's jobs are: counts by state, money spent, and recent throughput."""
+
+    counts: dict[JobState, int]
+    cost_usd: Decimal
+    #: Jobs that reached a terminal state within the last ``window_seconds``.
+    recent: int
+    window_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A due queued job dispatch may claim, with what its cost estimate needs."""
+
+    job_id: uuid.UUID
+    batch_id: uuid.UUID | None
+    model: str
+    num_images: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUse:
+    """A batch's budget and its spend so far plus the estimate of what is in flight."""
+
+    batch_id: uuid.UUID
+    budget_usd: Decimal
+    committed_usd: Decimal

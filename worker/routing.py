@@ -8,6 +8,7 @@ waiting for it move to the next provider on their own list that can take them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,8 +21,9 @@ from worker.breaker import (
     after_failure,
     take_tokens,
 )
+from worker.pricing import list_price
 from worker.providers.base import ErrorKind, Fault
-from worker.records import Claimed, JobRecord
+from worker.records import BudgetUse, Candidate, Claimed, JobRecord
 from worker.repository import Repository
 
 #: Most jobs one dispatch round claims for one provider, so one transaction stays short.
@@ -40,8 +42,16 @@ class Limits:
 
 
 def dispatch(repo: Repository, limits: Limits, lease_seconds: float) -> list[Claimed]:
-    """Claim due queued jobs within every provider's capacity, rate and breaker."""
+    """Claim due queued jobs within every provider's capacity, rate and breaker.
+
+    A batch with a budget is also held to it: a job is claimed only while the batch's
+    spend plus the list price of what it has in flight, and of this job, stays within it.
+    The first job that would pass it stops the batch: its queued jobs are canceled
+    (``budget_exhausted``) and the batch says so.
+    """
     repo.lock_dispatch()
+    budgets = repo.budgets()
+    over: set[uuid.UUID] = set()
     in_flight = repo.in_flight()
     health = repo.lock_all_health(list(limits.order))
     before = dict(health)
@@ -62,14 +72,46 @@ def dispatch(repo: Repository, limits: Limits, lease_seconds: float) -> list[Cla
         if granted == 0:
             continue
         others = [n for n in closed if n != name]
-        got = repo.claim(name, min(granted, CLAIM_BATCH), lease_seconds, stand_in_for=others)
+        due = repo.due(name, min(granted, CLAIM_BATCH), stand_in_for=others)
+        ids = within_budget(due, name, budgets, over)
+        got = repo.claim(name, ids, lease_seconds)
         # Tokens not used by a claim that found fewer jobs go back to the bucket.
         health[name] = _refund(health[name], granted - len(got), limits.rates.get(name))
         claimed += got
     for name, value in health.items():
         if value != before[name]:
             repo.save_health(name, value)
+    for batch_id in over:
+        repo.stop_for_budget(batch_id)
     return claimed
+
+
+def within_budget(
+    due: Sequence[Candidate],
+    provider: str,
+    budgets: dict[uuid.UUID, BudgetUse],
+    over: set[uuid.UUID],
+) -> list[uuid.UUID]:
+    """The jobs of ``due`` that fit their batch's budget at ``provider``'s list price.
+
+    ``budgets`` is updated with what is committed; a batch a job does not fit joins ``over``
+    and none of its later jobs is taken (a smaller job behind it would break row order).
+    """
+    taken: list[uuid.UUID] = []
+    for job in due:
+        use = budgets.get(job.batch_id) if job.batch_id else None
+        if use is None:
+            taken.append(job.job_id)
+            continue
+        if job.batch_id in over:
+            continue
+        cost = list_price(provider, job.model, job.num_images)
+        if use.committed_usd + cost > use.budget_usd:
+            over.add(use.batch_id)
+            continue
+        budgets[use.batch_id] = replace(use, committed_usd=use.committed_usd + cost)
+        taken.append(job.job_id)
+    return taken
 
 
 def _refuses(health: Health, room: int) -> bool:

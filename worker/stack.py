@@ -20,6 +20,8 @@ from types import TracebackType
 
 import httpx
 
+from worker.callback_events import new_secret
+
 
 class StackError(Exception):
     """A process of the stack did not start."""
@@ -145,6 +147,8 @@ def local_env(base: Mapping[str, str], ports: Ports, *, webhooks: bool) -> dict[
         EDITQ_RUNFLOW_CALLBACK_SECRET=env.get("EDITQ_RUNFLOW_CALLBACK_SECRET")
         or f"whsec_{secrets.token_urlsafe(24)}",
         EDITQ_WEBHOOK_SECRET=env.get("EDITQ_WEBHOOK_SECRET") or secrets.token_urlsafe(32),
+        # Producer callbacks are signed with it; every process needs the same one.
+        EDITQ_CALLBACK_SECRET=env.get("EDITQ_CALLBACK_SECRET") or new_secret(),
         EDITQ_ALLOW_PRIVATE_URLS="1",
     )
     env.pop("EDITQ_PUBLIC_URL", None)

@@ -32,7 +32,19 @@ def finalize(job_id: str, attempt: int) -> str:
     return process_container().pipeline().finalize(uuid.UUID(job_id), attempt)
 
 
+@app.task(name="editq.finish_batch")
+def finish_batch(batch_id: str) -> str:
+    """Write a finished batch's results.jsonl and errors.jsonl, and end it."""
+    return process_container().batches("worker").finish(uuid.UUID(batch_id))
+
+
 @app.task(name="editq.cancel_at_provider")
 def cancel_at_provider(job_id: str, attempt: int) -> str:
     """Ask the provider to stop an attempt of a canceled job."""
     return process_container().pipeline().cancel_at_provider(uuid.UUID(job_id), attempt)
+
+
+@app.task(name="editq.deliver_callback")
+def deliver_callback(callback_id: str, attempt: int) -> str:
+    """Make one try of a producer callback."""
+    return process_container().callbacks("worker").deliver(uuid.UUID(callback_id), attempt)

@@ -42,6 +42,14 @@ class TaskQueue(Protocol):
         """Ask the provider to stop an attempt of a canceled job."""
         ...
 
+    def finish_batch(self, batch_id: uuid.UUID) -> None:
+        """Write the result files of a batch whose jobs have all finished."""
+        ...
+
+    def deliver_callback(self, callback_id: uuid.UUID, attempt: int) -> None:
+        """Make try number ``attempt`` of a producer callback."""
+        ...
+
 
 class Database:
     """Opens transactions that hand out a :class:`Repository`."""

@@ -13,8 +13,12 @@ from celery import Celery
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks import Webhook
 
+from worker.batches import Batches
 from worker.breaker import BreakerPolicy
+from worker.callback_events import CallbackPolicy
+from worker.callbacks import Callbacks, CallbackTargets
 from worker.celery_app import CeleryQueue, configure
 from worker.celery_app import app as default_celery
 from worker.config import Settings, load_settings
@@ -56,6 +60,23 @@ class Container:
             self.providers,
             self.settings.providers,
             self.settings.max_attempts,
+            CallbackTargets(
+                signing=self.settings.callback_secret is not None, fetcher=self.fetcher
+            ),
+        )
+
+    def batches(self, actor: str) -> Batches:
+        """The batch use cases, recording ``actor`` on every event."""
+        s = self.settings
+        return Batches(
+            Database(self.sessions, actor),
+            self.queue,
+            self.storage,
+            self.jobs(actor),
+            max_rows=s.batch_max_rows,
+            max_attempts=s.max_attempts,
+            url_seconds=s.batch_results_url_seconds,
+            lease_seconds=s.lease_seconds,
         )
 
     def policy(self) -> Policy:
@@ -75,6 +96,30 @@ class Container:
             public_url=s.public_url.rstrip("/") if s.public_url else None,
             retry=RetryPolicy(s.backoff_base_seconds, s.backoff_max_seconds),
             submit_grace_seconds=s.submit_grace_seconds,
+            callbacks=self.callback_policy(),
+        )
+
+    def callback_policy(self) -> CallbackPolicy:
+        """How producer callbacks are delivered, from the settings."""
+        s = self.settings
+        return CallbackPolicy(
+            timeout_seconds=s.callback_timeout_seconds,
+            max_attempts=s.callback_max_attempts,
+            retry=RetryPolicy(s.callback_backoff_base_seconds, s.callback_backoff_max_seconds),
+            url_seconds=s.presign_get_seconds,
+        )
+
+    def callbacks(self, actor: str = "worker") -> Callbacks:
+        """Delivering producer callbacks, and the ops use cases over them."""
+        secret = self.settings.callback_secret
+        return Callbacks(
+            Database(self.sessions, actor),
+            self.storage,
+            self.fetcher,
+            self.http,
+            Webhook(secret.get_secret_value()) if secret else None,
+            self.callback_policy(),
+            self.rng,
         )
 
     def pipeline(self, actor: str = "worker", policy: Policy | None = None) -> Pipeline:

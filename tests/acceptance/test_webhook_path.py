@@ -239,6 +239,7 @@ def test_no_secret_reaches_a_log(webhook_stack: Running) -> None:
             "RUNFLOW_API_KEY",
             "EDITQ_RUNFLOW_CALLBACK_SECRET",
             "EDITQ_WEBHOOK_SECRET",
+            "EDITQ_CALLBACK_SECRET",
             "AWS_SECRET_ACCESS_KEY",
         )
         if env.get(name)

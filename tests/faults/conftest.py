@@ -50,7 +50,11 @@ def engine(test_env: dict[str, str]) -> Iterator[Engine]:
 def stack(test_env: dict[str, str], engine: Engine, tmp_path: Path) -> Iterator[Running]:
     """A fresh stack over empty tables, with the emulators in their steady behaviour."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, attempts, job_outputs, job_events, provider_health"))
+        conn.execute(
+            text(
+                "TRUNCATE batches, jobs, attempts, job_outputs, job_events, provider_health CASCADE"
+            )
+        )
     for running in start_stack(test_env, tmp_path / "logs", webhooks=True, extra_env=FAULT_ENV):
         for provider in PROVIDERS:
             running.faults(provider, **STEADY)

@@ -47,6 +47,8 @@ def fal_emulator() -> Iterator[RunningServer]:
 #: a reported cost from a looked-up one.
 RUNWARE_REPORTED_COST = 0.05
 RUNFLOW_SECRET = "whsec_integration-secret"
+#: What producer callbacks are signed with (a Standard Webhooks secret: whsec_ and base64).
+CALLBACK_SECRET = "whsec_aW50ZWdyYXRpb24tY2FsbGJhY2stc2VjcmV0LTMyYg=="
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +97,11 @@ def container(
         "EDITQ_BACKOFF_BASE_SECONDS": "0.2",
         "EDITQ_BACKOFF_MAX_SECONDS": "1",
         "EDITQ_LEASE_SECONDS": "5",
+        "EDITQ_CALLBACK_SECRET": CALLBACK_SECRET,
+        "EDITQ_CALLBACK_TIMEOUT_SECONDS": "2",
+        "EDITQ_CALLBACK_MAX_ATTEMPTS": "4",
+        "EDITQ_CALLBACK_BACKOFF_BASE_SECONDS": "0.2",
+        "EDITQ_CALLBACK_BACKOFF_MAX_SECONDS": "0.5",
     }
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -114,7 +121,12 @@ def _empty_tables(request: pytest.FixtureRequest) -> None:
         return
     built: Container = request.getfixturevalue("container")
     with built.engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, attempts, job_outputs, job_events, provider_health"))
+        conn.execute(
+            text(
+                "TRUNCATE jobs, attempts, job_outputs, job_events, provider_health,"
+                " callbacks, callback_attempts, batches, batch_rejects"
+            )
+        )
 
 
 @pytest.fixture
@@ -138,7 +150,9 @@ def scheduler_loop(container: Container) -> Iterator[None]:
     """The scheduler's tick loop, in a thread."""
     stop = threading.Event()
     thread = threading.Thread(
-        target=scheduler.run, args=(container.pipeline("scheduler"), 0.2, stop), daemon=True
+        target=scheduler.run,
+        args=(container.pipeline("scheduler"), container.batches("scheduler"), 0.2, stop),
+        daemon=True,
     )
     thread.start()
     yield

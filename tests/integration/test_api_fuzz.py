@@ -21,6 +21,7 @@ run's own queue.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import time
 import uuid
@@ -49,6 +50,7 @@ from emulators.server import run_in_thread
 from tests.factories import data_uri, job_body, job_request
 from tests.integration.conftest import API_KEY
 from worker.api.app import create_app
+from worker.batches import BatchOptions
 from worker.storable import MAX_JSON_DEPTH
 from worker.wiring import Container
 
@@ -91,6 +93,11 @@ OPERATIONS = [
     "POST /v1/jobs/retry",
     "GET /v1/providers",
     "POST /v1/webhooks/{provider}",
+    "POST /v1/batches",
+    "GET /v1/batches",
+    "GET /v1/batches/{batch_id}",
+    "POST /v1/batches/{batch_id}/cancel",
+    "GET /v1/batches/{batch_id}/results",
 ]
 BEHIND_THE_KEY = [label for label in OPERATIONS if not label.startswith("POST /v1/webhooks")]
 PROVIDERS = ("fal", "runware", "runflow")
@@ -102,6 +109,15 @@ IMAGE_URLS = ("https://images.example.com/mug.jpg", data_uri())
 ODD_TEXT = ("\x00", "job\x00", "\x00\x00", "\u202e\ufeff\u0301", "\U0001f916", "'; --", "%00")
 #: Stands for a job made just before the case is sent, in a state its operation can move.
 FRESH_JOB = "fresh-job"
+#: Batch files as producers send them: a header, then rows; sometimes drawn instead of noise.
+CATALOG_HEADERS = ("external_id,image_url,prompt", "external_id,image_url,prompt,num_images")
+
+
+@schemathesis.serializer("text/csv", "application/x-ndjson")
+def _file_body(_: Any, value: Any) -> bytes:
+    """A batch file as sent: text as UTF-8 (a lone surrogate stays invalid UTF-8)."""
+    text_value = value if isinstance(value, str) else json.dumps(value)
+    return text_value.encode("utf-8", "surrogatepass")
 
 
 class Answer(Protocol):
@@ -158,6 +174,7 @@ class Seeds:
     queued: str
     canceled: str
     running: dict[str, Running]
+    batch: str
 
     @property
     def job_ids(self) -> list[str]:
@@ -195,7 +212,9 @@ def seeds(container: Container) -> Seeds:
     queued = jobs.create(job_request())[0].id
     canceled = jobs.create(job_request())[0].id
     jobs.cancel(canceled, "seeded")
-    return Seeds(str(queued), str(canceled), running)
+    rows = f"external_id,image_url,prompt\nA,{IMAGE_URLS[0]},x\nB,{IMAGE_URLS[0]},y\n"
+    batch = container.batches("test").submit(io.BytesIO(rows.encode()), "csv", BatchOptions())
+    return Seeds(str(queued), str(canceled), running, str(batch.batch.id))
 
 
 def _string_paths(value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -243,6 +262,22 @@ def _cases(
     if "job_id" in case.path_parameters and draw(st.integers(0, 3)):
         job_id = draw(st.sampled_from(seeds.job_ids) | st.just(FRESH_JOB))
         case.path_parameters = {"job_id": job_id}
+    if "batch_id" in case.path_parameters and draw(st.integers(0, 3)):
+        case.path_parameters = {"batch_id": seeds.batch}
+    if label == "POST /v1/batches" and draw(st.booleans()):
+        header = draw(st.sampled_from(CATALOG_HEADERS))
+        cells = st.text(st.characters(exclude_characters=',"\r\n'), max_size=12)
+        url = st.sampled_from(IMAGE_URLS[:1]) | cells
+        rows = st.lists(st.tuples(cells, url, cells, cells), max_size=4)
+        body = (
+            header
+            + "\n"
+            + "".join(",".join(row[: header.count(",") + 1]) + "\n" for row in draw(rows))
+        )
+        case.body = draw(st.sampled_from([body, _with_odd_text(draw, [body])[0]]))
+        case.media_type = "text/csv"
+        if draw(st.booleans()):
+            case.headers["Idempotency-Key"] = draw(st.sampled_from(IDEMPOTENCY_KEYS))
     if label.endswith(("/cancel", "/retry")) and draw(st.booleans()):
         case.body = {"reason": draw(st.text(max_size=40))}
     if "provider" in case.path_parameters and draw(st.booleans()):
@@ -293,6 +328,15 @@ def _assert_wrote_only_what_it_should(
     elif label == "POST /v1/jobs":
         assert status == 200, status  # an idempotent replay: the first job, nothing new
         assert after == before
+    elif label == "POST /v1/batches" and status == 201:
+        accepted = response.json()["rows"]["accepted"]
+        assert (after.jobs, after.events) == (before.jobs + accepted, before.events + accepted)
+    elif label == "POST /v1/batches":
+        assert status == 200, status  # an idempotent replay: the first batch, nothing new
+        assert after == before
+    elif label == "POST /v1/batches/{batch_id}/cancel":
+        assert after.jobs == before.jobs and after.events >= before.events
+        assert response.json()["counts"]["queued"] == 0
     elif label == "POST /v1/jobs/retry":
         report = response.json()
         retried = 0 if report["dry_run"] else report["retried"]

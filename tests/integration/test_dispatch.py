@@ -65,12 +65,12 @@ def test_jobs_waiting_for_backoff_are_not_claimed(container: Container) -> None:
     assert pipeline_with_capacity(container, 10).dispatch() == 0
 
 
-def test_concurrent_claims_take_disjoint_jobs(container: Container) -> None:
+def test_concurrent_dispatchers_lock_disjoint_jobs(container: Container) -> None:
     queue_jobs(container, 6)
     first, second = container.sessions(), container.sessions()
     try:
-        a = Repository(first, "a").claim("fal", 3, 60)
-        b = Repository(second, "b").claim("fal", 3, 60)  # does not wait on a's locked rows
+        a = Repository(first, "a").due("fal", 3)
+        b = Repository(second, "b").due("fal", 3)  # does not wait on a's locked rows
         assert len(a) == 3 and len(b) == 3
         assert not {c.job_id for c in a} & {c.job_id for c in b}
     finally:

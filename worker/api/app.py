@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from worker.api import errors, routes_jobs, routes_system
+from worker.api import errors, routes_batches, routes_jobs, routes_system
 from worker.api.auth import KeyRing
 from worker.wiring import Container
 
@@ -23,18 +23,25 @@ def create_app(container: Container) -> FastAPI:
     app.state.keys = KeyRing(k.get_secret_value() for k in container.settings.api_keys)
     errors.install(app)
     limit = container.settings.max_request_bytes
+    batch_limit = container.settings.batch_max_bytes
 
     @app.middleware("http")
     async def _bounded_body(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        # Refuse an oversized body before reading it; a data-URI image is the largest input.
+        # Refuse an oversized body before reading it; a data-URI image is the largest input
+        # of a job. A batch file has its own, larger bound, counted as it streams in.
         declared = request.headers.get("content-length", "0")
-        if declared.isascii() and declared.isdigit() and int(declared) > limit:
-            message = f"request body is larger than {limit} bytes (EDITQ_MAX_REQUEST_BYTES)"
+        if request.url.path == "/v1/batches" and request.method == "POST":
+            bound, setting = batch_limit, "EDITQ_BATCH_MAX_BYTES"
+        else:
+            bound, setting = limit, "EDITQ_MAX_REQUEST_BYTES"
+        if declared.isascii() and declared.isdigit() and int(declared) > bound:
+            message = f"request body is larger than {bound} bytes ({setting})"
             return JSONResponse(errors.error_body("body_too_large", message), status_code=413)
         return await call_next(request)
 
     app.include_router(routes_jobs.router)
+    app.include_router(routes_batches.router)
     app.include_router(routes_system.router)
     return app

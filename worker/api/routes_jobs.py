@@ -22,9 +22,11 @@ from worker.api.schemas import (
     JobPage,
     RetryFilter,
     RetryReportOut,
+    callback_out,
     detail_out,
     job_out,
 )
+from worker.callback_events import CallbackFilter
 from worker.jobs import JobRequest, Jobs
 from worker.records import Cursor, JobFilter
 from worker.storable import StorableText
@@ -66,6 +68,7 @@ def retry_jobs(body: RetryFilter, use: JobsDep) -> RetryReportOut:
     """Retry every failed or canceled job matching a filter; ``dry_run`` only counts them."""
     where = JobFilter(
         states=tuple(JobState(s) for s in body.state),
+        batch_id=body.batch_id,
         provider=body.provider,
         error_code=body.error_code,
         since=body.since,
@@ -87,15 +90,19 @@ def get_job(
     deps: ContainerDep,
     events: Annotated[bool, Query(description="include the job's history")] = False,
 ) -> JobOut:
-    """A job with its attempts and outputs (each with a presigned GET URL)."""
+    """A job with its attempts, outputs (each with a presigned GET URL) and callbacks."""
     detail = use.get(job_id)
-    return detail_out(detail, deps.storage, deps.settings.presign_get_seconds, with_events=events)
+    out = detail_out(detail, deps.storage, deps.settings.presign_get_seconds, with_events=events)
+    sent = deps.callbacks("api").list(CallbackFilter(job_id=job_id), limit=100)
+    out.callbacks = [callback_out(c) for c in reversed(sent)]
+    return out
 
 
 @router.get("", response_model=JobPage)
 def list_jobs(
     use: JobsDep,
     state: Annotated[list[JobState] | None, Query()] = None,
+    batch_id: Annotated[uuid.UUID | None, Query()] = None,
     provider: Annotated[StorableText | None, Query(max_length=64)] = None,
     error_code: Annotated[StorableText | None, Query(max_length=128)] = None,
     since: Annotated[datetime | None, Query()] = None,
@@ -106,6 +113,7 @@ def list_jobs(
     """Jobs newest first, filtered; follow ``next_cursor`` for the next page."""
     where = JobFilter(
         states=tuple(state or ()),
+        batch_id=batch_id,
         provider=provider,
         error_code=error_code,
         since=since,

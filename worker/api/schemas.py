@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from worker.callback_events import CallbackRecord, CallbackState
 from worker.canonical import EditInput, ModelName
 from worker.records import AttemptRecord, JobDetail, JobRecord
 from worker.storable import StorableText, storable_json
@@ -54,6 +56,7 @@ class RetryFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: list[Literal["failed", "canceled"]] = Field(default_factory=list)
+    batch_id: uuid.UUID | None = None
     provider: StorableText | None = Field(default=None, max_length=64)
     error_code: StorableText | None = Field(default=None, max_length=128)
     since: datetime | None = None
@@ -96,7 +99,7 @@ class ErrorBody(BaseModel):
 #: Documented on every route, so the OpenAPI document shows the real error bodies.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or unknown key, or an unverified webhook"},
-    404: {"model": ErrorBody, "description": "no such job"},
+    404: {"model": ErrorBody, "description": "no such job or batch"},
     409: {"model": ErrorBody, "description": "idempotency conflict or invalid transition"},
     413: {"model": ErrorBody, "description": "request body too large"},
     422: {"model": ErrorBody, "description": "a field breaks a rule; `fields` names each"},
@@ -148,6 +151,37 @@ class EventOut(BaseModel):
     reason: str | None
 
 
+class CallbackOut(BaseModel):
+    """One event sent to the job's ``callback_url``; ``webhook_id`` is its ``webhook-id``."""
+
+    id: str
+    webhook_id: str
+    event: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+def callback_out(c: CallbackRecord) -> CallbackOut:
+    """A callback's delivery state (``next_attempt_at`` only while it is pending)."""
+    return CallbackOut(
+        id=str(c.id),
+        webhook_id=c.webhook_id,
+        event=c.event,
+        state=c.state.value,
+        attempts=c.attempts,
+        last_status=c.last_status,
+        last_error=c.last_error,
+        next_attempt_at=c.next_attempt_at if c.state is CallbackState.PENDING else None,
+        created_at=c.created_at,
+        delivered_at=c.delivered_at,
+    )
+
+
 class JobOut(BaseModel):
     """A job as producers and ops see it."""
 
@@ -163,6 +197,7 @@ class JobOut(BaseModel):
     max_attempts: int
     priority: int
     external_id: str | None
+    batch_id: str | None
     callback_url: str | None
     metadata: dict[str, Any]
     #: Providers left out of this job's routing, and why (a field they cannot honour).
@@ -170,6 +205,8 @@ class JobOut(BaseModel):
     attempts: list[AttemptOut] = Field(default_factory=list)
     outputs: list[OutputOut] = Field(default_factory=list)
     events: list[EventOut] | None = None
+    #: The job's producer callbacks and how their delivery went (one job only, not lists).
+    callbacks: list[CallbackOut] | None = None
     error: ErrorOut | None
     cost_usd: float
     created_at: datetime
@@ -210,6 +247,7 @@ def job_out(job: JobRecord) -> JobOut:
         max_attempts=job.max_attempts,
         priority=job.priority,
         external_id=job.external_id,
+        batch_id=str(job.batch_id) if job.batch_id else None,
         callback_url=job.callback_url,
         metadata=job.metadata,
         excluded_providers=job.excluded_providers,

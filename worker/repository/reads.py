@@ -117,6 +117,8 @@ def filter_clauses(where: JobFilter) -> list[Any]:
     clauses: list[Any] = []
     if where.states:
         clauses.append(Job.state.in_(where.states))
+    if where.batch_id:
+        clauses.append(Job.batch_id == where.batch_id)
     if where.provider:
         clauses.append(Job.provider == where.provider)
     if where.error_code:
@@ -142,6 +144,7 @@ def job_record(row: Job) -> JobRecord:
         max_attempts=row.max_attempts,
         priority=row.priority,
         external_id=row.external_id,
+        batch_id=row.batch_id,
         callback_url=row.callback_url,
         metadata=row.metadata_,
         excluded_providers=row.excluded_providers,

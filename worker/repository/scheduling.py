@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import and_, any_, literal, or_, select, text, update
+from sqlalchemy import Select, and_, any_, literal, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 
-from models.state import TRANSITIONS, JobState, Transition
-from models.tables import Attempt, Job, JobEvent
-from worker.records import AttemptRecord, Claimed, NewJob
+from models.state import TRANSITIONS, BatchState, JobState, Transition
+from models.tables import Attempt, Batch, Job, JobEvent
+from worker.records import AttemptRecord, Candidate, Claimed, NewJob
 from worker.repository.base import NOW, SessionBound, seconds_from_now
 
 
@@ -19,29 +20,33 @@ class Scheduling(SessionBound):
 
     def insert_job(self, new: NewJob) -> bool:
         """Insert a queued job; False when its Idempotency-Key is taken already."""
-        values = {
-            "id": new.id,
-            "state": JobState.QUEUED,
-            "model": new.model,
-            "input": new.input,
-            "providers": list(new.providers),
-            "provider": new.providers[0],
-            "max_attempts": new.max_attempts,
-            "priority": new.priority,
-            "external_id": new.external_id,
-            "callback_url": new.callback_url,
-            "metadata_": new.metadata,
-            "excluded_providers": new.excluded_providers,
-            "idempotency_key": new.idempotency_key,
-            "request_hash": new.request_hash,
-        }
         inserted = self.s.execute(
-            insert(Job).values(values).on_conflict_do_nothing().returning(Job.id)
+            insert(Job).values(job_values(new)).on_conflict_do_nothing().returning(Job.id)
         ).first()
         if inserted is None:
             return False
         self._event(new.id, Transition.CREATE, JobState.QUEUED, 0)
         return True
+
+    def insert_jobs(self, jobs: Sequence[NewJob]) -> None:
+        """Insert queued jobs in bulk (a chunk of batch rows), each with its create event."""
+        if not jobs:
+            return
+        self.s.execute(insert(Job), [job_values(new) for new in jobs])
+        self.s.execute(
+            insert(JobEvent),
+            [
+                {
+                    "job_id": new.id,
+                    "transition": Transition.CREATE.value,
+                    "state": JobState.QUEUED,
+                    "attempt": 0,
+                    "actor": self.actor,
+                    "data": {},
+                }
+                for new in jobs
+            ],
+        )
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -49,32 +54,59 @@ class Scheduling(SessionBound):
         """Serialise dispatchers for this transaction, so capacity is never over-claimed."""
         self.s.execute(text("SELECT pg_advisory_xact_lock(hashtext('editq.dispatch'))"))
 
-    def claim(
-        self,
-        provider: str,
-        limit: int,
-        lease_seconds: float,
-        stand_in_for: Sequence[str] = (),
-    ) -> list[Claimed]:
-        """Claim up to ``limit`` due queued jobs for ``provider``: each gets a new attempt.
+    def due(self, provider: str, limit: int, stand_in_for: Sequence[str] = ()) -> list[Candidate]:
+        """Up to ``limit`` due queued jobs for ``provider``, locked, in fair order.
+
+        Fair order is priority first, then round-robin: the first job of every running
+        batch (and of the jobs in no batch), then the second of each, and so on; so one
+        10,000-row batch does not hold back an interactive job or another batch.
 
         Jobs waiting for a provider in ``stand_in_for`` (its breaker is open) that also list
-        ``provider`` are taken too, and move to it: that is failover at dispatch.
-        ``FOR UPDATE SKIP LOCKED`` lets a claim proceed past rows another transaction is
-        changing (a cancel, say) instead of waiting on them.
+        ``provider`` are taken too: that is failover at dispatch. ``FOR UPDATE SKIP LOCKED``
+        lets dispatch proceed past rows another transaction is changing (a cancel, say).
         """
         mine = Job.provider == provider
         if stand_in_for:
             listed = literal(provider) == any_(Job.providers)
             mine = or_(mine, and_(Job.provider.in_(stand_in_for), listed))
-        due = (
-            select(Job.id)
-            .where(Job.state == JobState.QUEUED, mine, Job.run_after <= NOW)
-            .order_by(Job.priority.desc(), Job.run_after, Job.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        columns = (
+            Job.id,
+            Job.batch_id,
+            Job.priority,
+            Job.run_after,
+            Job.created_at,
+            Job.model,
+            Job.input["num_images"].as_integer(),
         )
-        ids = list(self.s.scalars(due))
+
+        def head(*where: Any) -> Select[Any]:
+            return (
+                select(*columns)
+                .where(Job.state == JobState.QUEUED, mine, Job.run_after <= NOW, *where)
+                .order_by(Job.priority.desc(), Job.run_after, Job.created_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+
+        running = select(Batch.id).where(Batch.state == BatchState.RUNNING).subquery()
+        per_batch = head(Job.batch_id == running.c.id).lateral()
+        rows = [
+            *self.s.execute(head(Job.batch_id.is_(None))),
+            *self.s.execute(select(per_batch).select_from(running.join(per_batch, true()))),
+        ]
+        rows.sort(key=lambda r: (-r.priority, r.run_after, r.created_at))
+        turn: dict[uuid.UUID | None, int] = {}
+        ranked: list[tuple[int, int, Candidate]] = []
+        for job_id, batch_id, priority, _, _, model, num_images in rows:
+            turn[batch_id] = turn.get(batch_id, -1) + 1
+            ranked.append(
+                (-priority, turn[batch_id], Candidate(job_id, batch_id, model, num_images or 1))
+            )
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        return [candidate for _, _, candidate in ranked[:limit]]
+
+    def claim(self, provider: str, ids: Sequence[uuid.UUID], lease_seconds: float) -> list[Claimed]:
+        """Claim the locked due jobs ``ids`` for ``provider``: each gets a new attempt."""
         if not ids:
             return []
         move = TRANSITIONS[Transition.CLAIM]
@@ -91,6 +123,8 @@ class Scheduling(SessionBound):
             )
             .returning(Job.id, Job.attempt)
         ).all()
+        if not rows:
+            return []
         claimed = [Claimed(job_id, number, uuid.uuid4(), provider) for job_id, number in rows]
         self.s.execute(
             insert(Attempt),
@@ -218,3 +252,24 @@ class Scheduling(SessionBound):
             .limit(limit)
         )
         return [(job_id, number, state) for job_id, number, state in rows]
+
+
+def job_values(new: NewJob) -> dict[str, Any]:
+    """The column values of a new queued job."""
+    return {
+        "id": new.id,
+        "state": JobState.QUEUED,
+        "model": new.model,
+        "input": new.input,
+        "providers": list(new.providers),
+        "provider": new.providers[0],
+        "max_attempts": new.max_attempts,
+        "priority": new.priority,
+        "external_id": new.external_id,
+        "callback_url": new.callback_url,
+        "metadata_": new.metadata,
+        "excluded_providers": new.excluded_providers,
+        "idempotency_key": new.idempotency_key,
+        "request_hash": new.request_hash,
+        "batch_id": new.batch_id,
+    }

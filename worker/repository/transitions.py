@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from models.state import TRANSITIONS, Transition
-from models.tables import Job, JobEvent, JobOutput
+from models.state import TRANSITIONS, BatchState, Transition
+from models.tables import Batch, Job, JobEvent, JobOutput
 from worker.providers.base import Fault
 from worker.records import (
     AttemptRecord,
@@ -19,12 +19,17 @@ from worker.records import (
     JobRecord,
     OutputRecord,
 )
-from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.base import NOW, seconds_from_now
+from worker.repository.callbacks import CallbackRows
 from worker.repository.reads import filter_clauses, job_record
 
 
-class Transitions(SessionBound):
-    """One method per transition of :data:`models.state.TRANSITIONS`."""
+class Transitions(CallbackRows):
+    """One method per transition of :data:`models.state.TRANSITIONS`.
+
+    Those that end a job write its producer callback (if it has a ``callback_url``) in the
+    same transaction: the outbox, so a finished job never misses its event.
+    """
 
     def mark_running(
         self,
@@ -119,6 +124,7 @@ class Transitions(SessionBound):
             self._update_attempt(
                 attempt.id, outcome="succeeded", finished_at=NOW, cost_usd=cost_usd
             )
+            self.notify_job(attempt.job_id)
         return moved
 
     def requeue(
@@ -172,6 +178,7 @@ class Transitions(SessionBound):
         )
         if moved:
             self._finish_attempt(attempt.id, "failed", fault)
+            self.notify_job(attempt.job_id)
         return moved
 
     def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRecord | None:
@@ -192,11 +199,17 @@ class Transitions(SessionBound):
             },
             reason=reason,
         )
-        return record if moved else None
+        if not moved:
+            return None
+        self.notify_job(job_id)
+        return record
 
     def retry(self, job_id: uuid.UUID, reason: str | None) -> bool:
         """Send a failed or canceled job round again with a fresh attempt budget."""
-        return self._move(job_id, Transition.RETRY, None, _RETRY_VALUES, reason=reason)
+        moved = self._move(job_id, Transition.RETRY, None, _RETRY_VALUES, reason=reason)
+        if moved:
+            self.reopen_batches([job_id])
+        return moved
 
     def retry_matching(self, where: JobFilter, reason: str) -> list[uuid.UUID]:
         """Retry every failed or canceled job matching ``where``, in one statement.
@@ -226,7 +239,28 @@ class Transitions(SessionBound):
                     for job_id, attempt in rows
                 ],
             )
+            self.reopen_batches([job_id for job_id, _ in rows])
         return [job_id for job_id, _ in rows]
+
+    def reopen_batches(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """Jobs of these batches were retried: a finished batch runs again."""
+        if not job_ids:
+            return
+        batch_ids = select(Job.batch_id).where(Job.id.in_(job_ids), Job.batch_id.is_not(None))
+        self.s.execute(
+            update(Batch)
+            .where(
+                Batch.id.in_(batch_ids.scalar_subquery()),
+                Batch.state.in_((BatchState.FINALIZING, BatchState.COMPLETED, BatchState.CANCELED)),
+            )
+            .values(
+                state=BatchState.RUNNING,
+                cancel_requested_at=None,
+                lease_expires_at=None,
+                completed_at=None,
+                updated_at=NOW,
+            )
+        )
 
     def abandon(self, attempt: AttemptRecord, fault: Fault) -> bool:
         """Requeue a job whose submitting worker vanished, without counting the attempt."""

@@ -1,0 +1,138 @@
+"""Reading batch files: each bad row named by line, field and rule; a bad file refused whole."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from worker.batch_file import BatchFileInvalid, Reject, Row, read_rows
+from worker.batches import BatchFormatUnknown, format_of
+
+URL = "https://images.example.com/a.jpg"
+
+
+def rows(text: str | bytes, fmt: str = "csv") -> list[Row | Reject]:
+    data = text.encode() if isinstance(text, str) else text
+    return list(read_rows(io.BytesIO(data), fmt))  # type: ignore[arg-type]
+
+
+def rejects(items: list[Row | Reject]) -> list[tuple[int, str, str]]:
+    return [(r.line, r.field, r.rule) for r in items if isinstance(r, Reject)]
+
+
+def test_csv_rows_become_requests_with_typed_optional_columns() -> None:
+    [row] = rows(
+        "external_id,image_url,prompt,num_images,guidance_scale,enhance_prompt,aspect_ratio\n"
+        f"SKU-1,{URL},Put it on marble,2,3.5,true,\n"
+    )
+    assert isinstance(row, Row) and row.line == 2
+    assert row.options.external_id == "SKU-1"
+    assert row.input.num_images == 2 and row.input.guidance_scale == 3.5
+    assert row.input.enhance_prompt is True
+    assert row.input.aspect_ratio is None  # an empty cell is "not given"
+
+
+def test_csv_bad_rows_are_reported_by_line_field_and_rule() -> None:
+    items = rows(
+        "external_id,image_url,prompt,num_images,aspect_ratio\n"
+        f"A,{URL},ok,1,\n"
+        f"B,{URL},ok,9,\n"  # line 3: num_images above 4
+        f"C,ftp://x/y.jpg,ok,1,\n"  # line 4: scheme
+        f"D,{URL},,1,\n"  # line 5: prompt missing
+        f"E,{URL},ok,1,5:4\n"  # line 6: not an aspect ratio
+        f",{URL},ok,1,\n"  # line 7: no external id
+        f"A,{URL},ok,1,\n"  # line 8: A again
+        f"F,{URL},ok\n"  # line 9: too few cells
+    )
+    assert rejects(items) == [
+        (3, "num_images", "less_than_equal"),
+        (4, "image_url", "value_error"),
+        (5, "prompt", "missing"),
+        (6, "aspect_ratio", "literal_error"),
+        (7, "external_id", "missing"),
+        (8, "external_id", "duplicate"),
+        (9, "row", "column_count"),
+    ]
+    assert [r.options.external_id for r in items if isinstance(r, Row)] == ["A"]
+    named = {r.line: r.external_id for r in items if isinstance(r, Reject)}
+    assert named[3] == "B" and named[8] == "A" and named[7] is None
+
+
+def test_a_row_may_name_its_own_providers() -> None:
+    items = rows(
+        "external_id,image_url,prompt,providers\n"
+        f"A,{URL},ok,runware fal\n"
+        f"B,{URL},ok,fal fal\n"
+        f"C,{URL},ok,acme\n"
+    )
+    first = items[0]
+    assert isinstance(first, Row) and first.options.providers == ["runware", "fal"]
+    assert rejects(items) == [(3, "providers", "value_error"), (4, "providers.0", "literal_error")]
+
+
+def test_csv_line_numbers_follow_quoted_newlines_blank_lines_and_a_bom() -> None:
+    items = rows(
+        "\ufeffexternal_id,image_url,prompt\n"
+        f'A,{URL},"two\nlines"\n'  # lines 2-3
+        "\n"  # line 4: blank, skipped
+        f"B,{URL},\n"  # line 5: no prompt
+    )
+    first, second = items
+    assert isinstance(first, Row) and first.line == 2 and first.input.prompt == "two\nlines"
+    assert isinstance(second, Reject) and (second.line, second.field) == (5, "prompt")
+
+
+@pytest.mark.parametrize(
+    ("header", "rule"),
+    [
+        ("external_id,image_url,prompt,colour", "unknown_column"),
+        ("external_id,image_url,prompt,prompt", "duplicate_column"),
+        ("external_id,image_url", "missing_column"),
+    ],
+)
+def test_a_bad_csv_header_refuses_the_whole_file(header: str, rule: str) -> None:
+    with pytest.raises(BatchFileInvalid) as caught:
+        rows(f"{header}\nA,{URL},ok,x\n")
+    assert caught.value.code == "batch_file_invalid"
+    assert caught.value.details["fields"][0]["rule"] == rule
+
+
+def test_a_file_that_is_not_utf8_is_refused_whole() -> None:
+    with pytest.raises(BatchFileInvalid, match="not UTF-8"):
+        rows(b"external_id,image_url,prompt\nA," + URL.encode() + b",caf\xe9\n")
+    with pytest.raises(BatchFileInvalid, match="line 2 is not UTF-8"):
+        rows(b'{"external_id": "A"}\n{"prompt": "caf\xe9"}\n', "jsonl")
+
+
+def test_jsonl_rows_and_their_rejects() -> None:
+    good = {"external_id": "A", "image_url": URL, "prompt": "ok", "seed": 7, "model": None}
+    items = rows(
+        json.dumps(good)
+        + "\n\n"  # line 2 blank
+        + "{not json\n"  # line 3
+        + "[1, 2]\n"  # line 4
+        + json.dumps({**good, "external_id": "B", "colour": "red"})  # line 5: unknown key
+        + "\n"
+        + json.dumps({**good, "external_id": "C", "priority": 500})  # line 6
+        + "\n",
+        "jsonl",
+    )
+    assert isinstance(items[0], Row) and items[0].input.seed == 7
+    assert rejects(items) == [
+        (3, "row", "json_invalid"),
+        (4, "row", "json_object"),
+        (5, "colour", "extra_forbidden"),
+        (6, "priority", "less_than_equal"),
+    ]
+
+
+def test_the_format_comes_from_the_media_type_or_the_file_name() -> None:
+    assert format_of("text/csv; charset=utf-8") == "csv"
+    assert format_of("application/x-ndjson") == "jsonl"
+    assert format_of(filename="catalog.JSONL") == "jsonl"
+    with pytest.raises(BatchFormatUnknown):
+        format_of("application/json")
+    with pytest.raises(BatchFormatUnknown):
+        format_of(filename="catalog.xlsx")
