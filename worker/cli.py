@@ -115,10 +115,23 @@ def api(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    concurrency: Annotated[
+        int, typer.Option(help="Tasks run at once (threads, or processes with --pool prefork).")
+    ] = 16,
+    pool: Annotated[
+        str, typer.Option(help="threads (default: every task is short I/O) or prefork.")
+    ] = "threads",
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
 ) -> None:
-    """Run a Celery worker for editq's tasks."""
+    """Run a Celery worker for editq's tasks.
+
+    Every task is one short HTTP call or transaction, so the worker mostly waits on the
+    network: threads overlap those waits in one process, at a fraction of the memory of
+    one process per task slot.
+    """
+    if pool not in {"threads", "prefork"}:
+        err.print(f"[red]invalid pool[/red]: {pool!r}; choose threads or prefork")
+        raise typer.Exit(2)
     from worker.celery_app import app as celery
     from worker.celery_app import configure
 
@@ -129,6 +142,7 @@ def worker(
             "worker",
             f"--loglevel={loglevel}",
             f"--concurrency={concurrency}",
+            f"--pool={pool}",
             f"--queues={settings.queue}",
             "--without-gossip",
             "--without-mingle",
@@ -149,9 +163,17 @@ def scheduler() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from worker.wakeups import Wakeups
+
+    wakeups = Wakeups(settings.database_url)
     loop.run(
-        container.pipeline("scheduler"), container.batches("scheduler"), settings.tick_seconds, stop
+        container.pipeline("scheduler"),
+        container.batches("scheduler"),
+        settings.tick_seconds,
+        stop,
+        wakeups,
     )
+    wakeups.close()
     container.close()
 
 

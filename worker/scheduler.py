@@ -1,21 +1,35 @@
 """The scheduler: a small loop that runs the pipeline's and the batches' ticks.
 
 A loop rather than celery beat: a tick needs no broker round trip, and running two
-schedulers is safe because dispatch serialises itself with an advisory lock.
+schedulers is safe because dispatch serialises itself with an advisory lock. Between
+ticks it waits for capacity notifications (:mod:`worker.wakeups`) and dispatches at once,
+so a provider slot that frees up is refilled in milliseconds rather than at the next tick.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from worker.batches import Batches
 from worker.pipeline import Pipeline
+from worker.wakeups import Wakeups
 
 log = logging.getLogger("editq.scheduler")
 
 
-def run(pipeline: Pipeline, batches: Batches, interval: float, stop: threading.Event) -> None:
+#: How long a wake-up waits for more completions to share its dispatch round.
+GATHER_SECONDS = 0.02
+
+
+def run(
+    pipeline: Pipeline,
+    batches: Batches,
+    interval: float,
+    stop: threading.Event,
+    wakeups: Wakeups | None = None,
+) -> None:
     """Tick until ``stop`` is set; a failing tick is logged and the next one tries again."""
     while not stop.is_set():
         try:
@@ -33,4 +47,23 @@ def run(pipeline: Pipeline, batches: Batches, interval: float, stop: threading.E
                 )
         except Exception:
             log.exception("tick failed; trying again in %.1f s", interval)
+        _between_ticks(pipeline, interval, stop, wakeups)
+
+
+def _between_ticks(
+    pipeline: Pipeline, interval: float, stop: threading.Event, wakeups: Wakeups | None
+) -> None:
+    """Wait out the interval, dispatching whenever capacity is freed meanwhile."""
+    if wakeups is None:
         stop.wait(interval)
+        return
+    deadline = time.monotonic() + interval
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        if not wakeups.wait(left):
+            continue
+        stop.wait(GATHER_SECONDS)
+        wakeups.drain()
+        try:
+            pipeline.dispatch()
+        except Exception:
+            log.exception("dispatch on wake-up failed; the next tick tries again")

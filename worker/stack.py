@@ -160,7 +160,7 @@ def local_env(base: Mapping[str, str], ports: Ports, *, webhooks: bool) -> dict[
 EMULATED = ("fal", "runware", "runflow")
 
 
-def start_all(stack: Stack, ports: Ports, *, worker_concurrency: int = 2) -> None:
+def start_all(stack: Stack, ports: Ports) -> None:
     """Start the three provider emulators, the API, a worker and the scheduler."""
     for provider in EMULATED:
         port = getattr(ports, provider)
@@ -171,5 +171,5 @@ def start_all(stack: Stack, ports: Ports, *, worker_concurrency: int = 2) -> Non
         )
     api = f"http://127.0.0.1:{ports.api}/readyz"
     stack.start("api", ["api", "--port", str(ports.api)], api)
-    stack.start("worker", ["worker", "--concurrency", str(worker_concurrency)])
+    stack.start("worker", ["worker"])
     stack.start("scheduler", ["scheduler"])

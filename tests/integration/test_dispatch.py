@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,10 +15,14 @@ from emulators.server import RunningServer
 from models.state import JobState
 from models.tables import Job
 from tests.factories import job_request
+from tests.waiting import wait_until
+from worker import scheduler
 from worker.breaker import BreakerPolicy, BreakerState, Health
 from worker.pipeline import Pipeline
 from worker.providers.base import ErrorKind, Fault
+from worker.records import NewJob
 from worker.repository import Repository
+from worker.wakeups import Wakeups
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration
@@ -183,3 +188,42 @@ def test_the_submit_rate_bounds_each_dispatch(container: Container) -> None:
     pipeline = container.pipeline("test", dataclasses.replace(policy, limits=limits))
     assert pipeline.dispatch() == 1
     assert pipeline.dispatch() == 0
+
+
+def test_a_freed_slot_is_refilled_at_once_not_at_the_next_tick(container: Container) -> None:
+    # Two jobs, room for one at a time, and a tick a minute apart: only the capacity
+    # notification of the first job's completion can get the second one sent in time.
+    edit = job_request().input.model_dump(mode="json", exclude_none=True)
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    with container.sessions.begin() as session:
+        for job_id in ids:  # inserted as the API does, minus its dispatch message
+            Repository(session, "test").insert_job(
+                NewJob(id=job_id, model="flux-kontext-pro", input=edit, providers=("fal",),
+                       max_attempts=3)
+            )  # fmt: skip
+    stop = threading.Event()
+    wakeups = Wakeups(container.settings.database_url)
+    loop = threading.Thread(
+        target=scheduler.run,
+        args=(pipeline_with_capacity(container, 1), container.batches("test"), 60.0, stop),
+        kwargs={"wakeups": wakeups},
+        daemon=True,
+    )
+    loop.start()  # its first tick sends the first job; the next tick is a minute away
+    first, second = ids
+    pipeline = container.pipeline("test")  # does what a worker would, in this thread
+    try:
+        wait_until(lambda: states(container, ids)[0] is JobState.SUBMITTING, what="job 1 claimed")
+        assert pipeline.submit(first, 1) == "running"
+        assert states(container, [second]) == [JobState.QUEUED]  # no room for it yet
+        # The provider finishes job 1 (a poll here, as a webhook would): its slot frees up.
+        wait_until(lambda: pipeline.poll(first, 1) == "finalizing", what="job 1 to finish at fal")
+        wait_until(
+            lambda: states(container, [second]) == [JobState.SUBMITTING],
+            timeout=10,
+            what="job 2 to be claimed well before the next tick",
+        )
+    finally:
+        stop.set()
+        loop.join(10)
+        wakeups.close()

@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from models.state import TRANSITIONS, JobState, Transition
+from models.state import IN_FLIGHT_STATES, TRANSITIONS, JobState, Transition
 from models.tables import Attempt, Job, JobEvent
 from worker.providers.base import Fault
+from worker.wakeups import CHANNEL
 
 NOW = func.now()
 
@@ -58,7 +59,13 @@ class SessionBound:
         if row is None:
             return False
         self._event(job_id, transition, move.target, row.attempt, reason, data)
+        if move.sources & IN_FLIGHT_STATES and move.target not in IN_FLIGHT_STATES:
+            self.capacity_freed()
         return True
+
+    def capacity_freed(self) -> None:
+        """Wake the scheduler when this transaction commits: a provider slot may be free."""
+        self.s.execute(text(f"NOTIFY {CHANNEL}"))
 
     def _event(
         self,

@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from models.state import ACTIVE_STATES, TRANSITIONS, BatchState, JobState, Transition
+from models.state import (
+    ACTIVE_STATES,
+    IN_FLIGHT_STATES,
+    TRANSITIONS,
+    BatchState,
+    JobState,
+    Transition,
+)
 from models.tables import Batch, BatchReject, Job, JobEvent, JobOutput
 from worker.batch_file import Reject
 from worker.pricing import list_price
@@ -234,6 +241,8 @@ class BatchRows(Transitions):
                 ],
             )
             self.notify_jobs([job_id for job_id, _, _ in rows])
+            if any(state in IN_FLIGHT_STATES for _, _, state in rows):
+                self.capacity_freed()
         return [(job_id, attempt, state) for job_id, attempt, state in rows]
 
     # -- finishing ------------------------------------------------------------------------
