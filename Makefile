@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv test unit lint demo up down compose-check clean
+.PHONY: help venv test unit lint demo bench up down compose-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ compose-check: $(STAMP)  ## validate docker-compose.yml without a Docker engine
 
 demo: $(STAMP)  ## a sample catalog edited end to end on the embedded services
 	$(BIN)/editq demo
+
+bench: $(STAMP)  ## the benchmark on the real stack: a table, and the figures in bench-results.json
+	$(BIN)/python -m bench
 
 up:  ## the full stack in Docker
 	docker compose up --build -d

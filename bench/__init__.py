@@ -1,0 +1,1 @@
+"""``python -m bench``: editq's benchmark on the real stack (``make bench``)."""

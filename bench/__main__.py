@@ -1,0 +1,129 @@
+"""``python -m bench``: every scenario on the real stack, a table, and the figures as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from bench.scenarios import SCENARIOS, Figures, Scale
+
+TARGETS = {
+    "latency_bound": "makespan within 1.10 x ideal",
+    "naive_design": "(the baseline)",
+    "overhead": ">= 200 jobs/s",
+    "ingest": "100,000 rows < 20 s",
+    "memory": "worker RSS < 300 MB",
+}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def headline(name: str, figures: Figures, results: dict[str, Figures]) -> str:
+    """One line per scenario for the table."""
+    if name == "latency_bound":
+        return (
+            f"{figures['jobs']} jobs in {figures['makespan_seconds']} s; ideal "
+            f"{figures['ideal_seconds']} s; {figures['makespan_over_ideal']} x ideal"
+        )
+    if name == "naive_design":
+        line = f"{figures['jobs']} jobs in {figures['makespan_seconds']} s; "
+        line += f"{figures['jobs_per_second']} jobs/s"
+        ours = results.get("latency_bound")
+        if ours:
+            line += f"; editq is {speedup(ours, figures)} x faster"
+        return line
+    if name == "overhead":
+        cpu = ", ".join(f"{k} {v}" for k, v in figures["cpu_ms_per_job"].items())
+        return f"{figures['jobs_per_second']} jobs/s; CPU ms/job: {cpu}"
+    if name == "ingest":
+        return f"{figures['rows']} rows queued in {figures['seconds']} s"
+    return (
+        f"RSS {figures['worker_rss_mb']} MB (PSS {figures['worker_pss_mb']} MB) in "
+        f"{figures['worker_processes']} worker processes, {figures['jobs_in_flight']} jobs "
+        "in flight"
+    )
+
+
+def speedup(ours: Figures, naive: Figures) -> float:
+    """editq's throughput on the latency-bound catalog over the naive design's."""
+    return round(float(ours["jobs_per_second"]) / float(naive["jobs_per_second"]), 1)
+
+
+def run_one(name: str, quick: bool) -> Figures:
+    """Run one scenario in a process of its own, so none inherits another's state."""
+    with tempfile.TemporaryDirectory(prefix=f"editq-bench-{name}-") as tmp:
+        out = Path(tmp) / "figures.json"
+        command = [sys.executable, "-m", "bench", "--scenario", name, "--out", str(out)]
+        subprocess.run([*command, *(["--quick"] if quick else [])], check=True)  # noqa: S603
+        figures: Figures = json.loads(out.read_text())
+        return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=sorted(SCENARIOS), action="append")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the bench")
+    parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scenario:  # one scenario, in this process: what run_one starts
+        home = Path(tempfile.mkdtemp(prefix=f"editq-bench-{args.scenario}-"))
+        try:
+            scale = Scale.quick() if args.quick else Scale()
+            figures = SCENARIOS[args.scenario](home, scale)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        args.out.write_text(json.dumps(figures))
+        return
+    console = Console()
+    results: dict[str, Figures] = {}
+    for name in args.only or list(SCENARIOS):
+        console.print(f"[bold]{name}[/bold] ...")
+        started = time.monotonic()
+        results[name] = run_one(name, args.quick)
+        console.print(f"  done in {time.monotonic() - started:.0f} s: {results[name]}")
+    table = Table("scenario", "result", "target", title="editq benchmark")
+    for name, figures in results.items():
+        table.add_row(name, headline(name, figures, results), TARGETS[name])
+    console.print(table)
+    report = {"machine": machine(), "quick": args.quick, "results": results}
+    if "latency_bound" in results and "naive_design" in results:
+        report["speedup_over_naive"] = speedup(results["latency_bound"], results["naive_design"])
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"figures written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
