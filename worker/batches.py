@@ -438,15 +438,7 @@ class Batches:
             "job_id": str(job.id),
             "state": job.state.value,
             "outputs": [
-                {
-                    "key": o.key,
-                    "url": self._storage.presign_get(o.key, self._url_seconds),
-                    "content_type": o.content_type,
-                    "width": o.width,
-                    "height": o.height,
-                    "bytes": o.bytes,
-                    "sha256": o.sha256,
-                }
+                asdict(o) | {"url": self._storage.presign_get(o.key, self._url_seconds)}
                 for o in outputs
             ],
             "cost_usd": str(job.cost_usd),

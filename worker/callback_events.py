@@ -14,7 +14,7 @@ import random
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -134,18 +134,7 @@ def job_payload(job: JobRecord, outputs: Sequence[OutputRecord]) -> dict[str, An
             "state": job.state.value,
             "model": job.model,
             "provider": job.provider,
-            "outputs": [
-                {
-                    "index": o.index,
-                    "key": o.key,
-                    "content_type": o.content_type,
-                    "width": o.width,
-                    "height": o.height,
-                    "bytes": o.bytes,
-                    "sha256": o.sha256,
-                }
-                for o in outputs
-            ],
+            "outputs": [asdict(o) for o in outputs],
             "error": error,
             "cost_usd": str(job.cost_usd),
             "metadata": job.metadata,
