@@ -133,6 +133,22 @@ def cpu_between(
     }
 
 
+class MachineBusy:
+    """How busy every CPU of the machine is from now until :meth:`share` is called."""
+
+    def __init__(self) -> None:
+        self._start = psutil.cpu_times()
+
+    def share(self) -> float:
+        """The share of all CPU time spent busy (0 to 1) since this was made."""
+        end = psutil.cpu_times()
+        idle = (end.idle + getattr(end, "iowait", 0.0)) - (
+            self._start.idle + getattr(self._start, "iowait", 0.0)
+        )
+        total = sum(end) - sum(self._start)
+        return 1.0 - idle / total if total > 0 else 0.0
+
+
 def memory_mb(procs: list[psutil.Process]) -> tuple[float, float]:
     """Resident (RSS) and proportional (PSS) memory of a process tree, in MB.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import naive
-from bench.harness import Running, cpu_between, cpu_seconds, memory_mb, stack
+from bench.harness import MachineBusy, Running, cpu_between, cpu_seconds, memory_mb, stack
 
 Figures = dict[str, Any]
 
@@ -60,8 +60,10 @@ def latency_bound(home: Path, scale: Scale) -> Figures:
             concurrency=scale.capacity * 2,
         )
         source = running.source_url()
+        busy = MachineBusy()
         batch_id, _ = running.submit_batch(scale.latency_jobs, source)
         batch = running.wait_batch(batch_id, timeout=scale.latency_jobs * 10)
+        cpu_busy = busy.share()
         makespan = _span(running, batch_id)
         stages = _stages(running, batch_id)
     ideal = scale.latency_jobs / scale.capacity * scale.latency_seconds
@@ -75,6 +77,7 @@ def latency_bound(home: Path, scale: Scale) -> Figures:
         "makespan_over_ideal": round(makespan / ideal, 3),
         "jobs_per_second": round(scale.latency_jobs / makespan, 2),
         "stage_seconds_p50_p90": stages,
+        "machine_cpu_busy": round(cpu_busy, 3),
     }
 
 
