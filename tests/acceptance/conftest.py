@@ -8,6 +8,8 @@ to inject faults and count what the provider was asked to do.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,6 +72,17 @@ class Running:
             return job if job["state"] in TERMINAL else None
 
         return wait_until(finished, timeout=timeout, interval=0.1, what=f"job {job_id} to finish")
+
+    def editq(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``editq <args>`` with the stack's environment, as a user's shell would."""
+        return subprocess.run(
+            [sys.executable, "-m", "worker", *args],
+            env={**self.stack.env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def faults(self, provider: str = "fal", **changes: Any) -> None:
         """Change an emulator's behaviour."""

@@ -11,8 +11,6 @@ import csv
 import hashlib
 import json
 import random
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,18 +39,6 @@ def catalog_stack(
     test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
     yield from start_stack(test_env, tmp_path_factory.mktemp("logs"), webhooks=True)
-
-
-def editq(stack: Running, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``editq <args>`` with the stack's environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        env={**stack.stack.env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def photo_urls(stack: Running) -> list[str]:
@@ -115,10 +101,10 @@ def test_a_2000_row_catalog_with_50_bad_rows_end_to_end(
     good = {f"SKU-{line - 1:05d}" for line in range(2, ROWS + 2) if line not in bad}
 
     with run_in_thread(receiver.app) as hooks:
-        run = editq(
-            catalog_stack, "batch", "submit", str(path), "--wait",
-            "--callback-url", f"{hooks.url}/hook",
-        )  # fmt: skip
+        hook = f"{hooks.url}/hook"
+        run = catalog_stack.editq(
+            "batch", "submit", str(path), "--wait", "--callback-url", hook, timeout=600
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         batch_id = run.stdout.splitlines()[0].strip()
         assert f"{ROWS - BAD_ROWS} row(s) accepted, {BAD_ROWS} rejected" in run.stderr
@@ -154,7 +140,7 @@ def test_a_2000_row_catalog_with_50_bad_rows_end_to_end(
 
     # The outputs, downloaded and named by external id.
     out = tmp_path / "out"
-    download = editq(catalog_stack, "batch", "results", batch_id, "-o", str(out))
+    download = catalog_stack.editq("batch", "results", batch_id, "-o", str(out), timeout=300)
     assert download.returncode == 0, download.stderr[-3000:]
     assert {p.stem for p in out.glob("*.jpg")} == good
     assert (out / "errors.jsonl").read_text().count("\n") == BAD_ROWS
@@ -165,9 +151,9 @@ def test_batch_status_and_a_bad_file_at_the_command_line(
 ) -> None:
     path = tmp_path / "broken.csv"
     path.write_text("external_id,image_url,prompt,colour\nA,https://x/y.jpg,z,red\n")
-    run = editq(catalog_stack, "batch", "submit", str(path))
+    run = catalog_stack.editq("batch", "submit", str(path))
     assert run.returncode == 2
     assert "batch_file_invalid" in run.stderr and "colour" in run.stderr
 
-    missing = editq(catalog_stack, "batch", "status", "00000000-0000-0000-0000-000000000000")
+    missing = catalog_stack.editq("batch", "status", "00000000-0000-0000-0000-000000000000")
     assert missing.returncode == 3 and "batch_not_found" in missing.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,18 +28,6 @@ def cli_stack(
     )
 
 
-def editq(stack: Running, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``editq <args>`` with the stack's environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        env={**stack.stack.env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture
 def photo(tmp_path: Path) -> Path:
     path = tmp_path / "teapot.jpg"
@@ -50,7 +36,7 @@ def photo(tmp_path: Path) -> Path:
 
 
 def test_submit_a_local_file_and_wait(cli_stack: Running, photo: Path) -> None:
-    run = editq(cli_stack, "submit", str(photo), "Put the teapot on a wooden table", "--wait")
+    run = cli_stack.editq("submit", str(photo), "Put the teapot on a wooden table", "--wait")
 
     assert run.returncode == 0, run.stderr
     job_id = run.stdout.splitlines()[0].strip()
@@ -75,20 +61,20 @@ def test_bad_options_exit_2_naming_the_field_and_submit_nothing(
     cli_stack: Running, photo: Path, args: list[str], field: str
 ) -> None:
     before = cli_stack.api.get("/v1/jobs", params={"limit": 500}).json()["jobs"]
-    run = editq(cli_stack, "submit", str(photo), "make it pop", *args)
+    run = cli_stack.editq("submit", str(photo), "make it pop", *args)
     assert run.returncode == 2
     assert field in run.stderr
     assert cli_stack.api.get("/v1/jobs", params={"limit": 500}).json()["jobs"] == before
 
 
 def test_a_missing_file_exits_2(cli_stack: Running, tmp_path: Path) -> None:
-    run = editq(cli_stack, "submit", str(tmp_path / "nope.jpg"), "make it pop")
+    run = cli_stack.editq("submit", str(tmp_path / "nope.jpg"), "make it pop")
     assert run.returncode == 2
     assert "source" in run.stderr
 
 
 def test_jobs_show_of_an_unknown_id_exits_3(cli_stack: Running) -> None:
-    run = editq(cli_stack, "jobs", "show", "00000000-0000-4000-8000-000000000000")
+    run = cli_stack.editq("jobs", "show", "00000000-0000-4000-8000-000000000000")
     assert run.returncode == 3
     assert "job_not_found" in run.stderr
 
@@ -98,16 +84,16 @@ def test_list_cancel_and_retry(cli_stack: Running) -> None:
     job = cli_stack.submit(external_id="SKU-CLI")
     wait_until(lambda: cli_stack.job(job["id"])["state"] == "running", what="job to run")
 
-    listed = editq(cli_stack, "jobs", "list", "--state", "running")
+    listed = cli_stack.editq("jobs", "list", "--state", "running")
     assert listed.returncode == 0 and job["id"] in listed.stdout
 
-    canceled = editq(cli_stack, "jobs", "cancel", job["id"], "--reason", "wrong photo")
+    canceled = cli_stack.editq("jobs", "cancel", job["id"], "--reason", "wrong photo")
     assert canceled.returncode == 0 and "canceled" in canceled.stdout
-    again = editq(cli_stack, "jobs", "cancel", job["id"])
+    again = cli_stack.editq("jobs", "cancel", job["id"])
     assert again.returncode == 5 and "invalid_transition" in again.stderr
 
     cli_stack.faults(latency=0.3)
-    retried = editq(cli_stack, "jobs", "retry", job["id"], "--reason", "photo fixed")
+    retried = cli_stack.editq("jobs", "retry", job["id"], "--reason", "photo fixed")
     assert retried.returncode == 0 and "queued" in retried.stdout
     done = cli_stack.wait_terminal(job["id"])
     assert done["state"] == "succeeded"
@@ -115,7 +101,7 @@ def test_list_cancel_and_retry(cli_stack: Running) -> None:
     assert ("cancel", "cli", "wrong photo") in reasons
     assert ("retry", "cli", "photo fixed") in reasons
 
-    shown = editq(cli_stack, "jobs", "show", job["id"])
+    shown = cli_stack.editq("jobs", "show", job["id"])
     assert shown.returncode == 0
     assert "succeeded" in shown.stdout and "history" in shown.stdout
 
@@ -130,13 +116,13 @@ def test_after_an_outage_a_retry_by_filter_brings_every_failed_job_back(
     assert {j["error"]["code"] for j in failed} == {"provider_unavailable"}
     cli_stack.faults("fal", rate_5xx=0.0)  # the outage is over
 
-    dry = editq(cli_stack, "jobs", "retry", "--error-code", "provider_unavailable", "--dry-run")
+    dry = cli_stack.editq("jobs", "retry", "--error-code", "provider_unavailable", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would retry 6 job(s)" in dry.stdout
     assert all(cli_stack.job(j["id"])["state"] == "failed" for j in jobs)
 
-    done = editq(
-        cli_stack, "jobs", "retry", "--error-code", "provider_unavailable", "--reason", "fal outage"
+    done = cli_stack.editq(
+        "jobs", "retry", "--error-code", "provider_unavailable", "--reason", "fal outage"
     )
     assert done.returncode == 0, done.stderr
     assert "retried 6 job(s)" in done.stdout
@@ -160,6 +146,6 @@ def test_after_an_outage_a_retry_by_filter_brings_every_failed_job_back(
 def test_a_retry_by_filter_needs_a_filter_a_retryable_state_and_a_reason(
     cli_stack: Running, args: list[str]
 ) -> None:
-    run = editq(cli_stack, *args)
+    run = cli_stack.editq(*args)
     assert run.returncode == 2
     assert "invalid" in run.stderr
