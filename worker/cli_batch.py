@@ -131,7 +131,6 @@ def _follow(container: Container, batch_id: uuid.UUID, timeout: float) -> BatchS
         status = batches.status(batch_id)
         bar = progress.add_task("batch", total=status.batch.rows_accepted, **_fields(status))
         while True:
-            status = batches.status(batch_id)
             finished = status.done + status.failed
             progress.update(bar, completed=finished, **_fields(status))
             if status.finished:
@@ -140,6 +139,7 @@ def _follow(container: Container, batch_id: uuid.UUID, timeout: float) -> BatchS
                 err.print(f"[yellow]still {status.batch.state} after {timeout:.0f} s[/yellow]")
                 raise typer.Exit(1)
             time.sleep(1.0)
+            status = batches.status(batch_id)
 
 
 def _fields(status: BatchStatus) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from models.state import JobState
 from worker.batch_file import Reject
@@ -30,7 +30,7 @@ class BudgetOut(BaseModel):
 class BatchOut(BaseModel):
     """A batch and where its jobs are."""
 
-    model_config = {"protected_namespaces": ()}
+    model_config = ConfigDict(protected_namespaces=())
 
     id: str
     state: str

@@ -186,7 +186,7 @@ class BatchRows(Transitions):
         """
         marked = self.s.execute(
             update(Batch)
-            .where(Batch.id == batch_id, Batch.state.in_((BatchState.RUNNING,)))
+            .where(Batch.id == batch_id, Batch.state == BatchState.RUNNING)
             .values(cancel_requested_at=NOW, cancel_reason=reason, updated_at=NOW)
             .returning(Batch.id)
         ).first()
