@@ -26,6 +26,7 @@ from emulators.fal.signing import KeyRing
 from emulators.fal.state import FalRequest, RequestState, RequestStore
 from emulators.fal.webhooks import WebhookSender
 from emulators.faults import ConcurrencyGate, FaultConfig, FaultInjector, SubmitFault, patched
+from emulators.outbound import outbound_client
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -56,7 +57,7 @@ class FalEmulator:
 
     async def start(self) -> None:
         """Open the HTTP client and start accepting work; call from the serving event loop."""
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        self._client = outbound_client()
         sender = WebhookSender(
             self._client, self.keys, self.config.user_id, self.injector, self.store.stats
         )

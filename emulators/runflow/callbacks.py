@@ -22,6 +22,7 @@ import httpx
 
 from emulators.delivery import WebhookDelivery
 from emulators.faults import FaultInjector
+from emulators.outbound import outbound_client
 from emulators.runflow.signing import CallbackSecret, SecretRing, signature
 from emulators.runflow.state import Run, RunState, Stats, iso
 
@@ -189,8 +190,9 @@ class CallbackSender:
 
     def __init__(self, injector: FaultInjector, ring: SecretRing, stats: Stats) -> None:
         self._in_flight: dict[str, CallbackDelivery] = {}
-        transport = RecordingTransport(httpx.AsyncHTTPTransport(), self._in_flight)
-        self._client = httpx.AsyncClient(transport=transport)
+        self._client = outbound_client(
+            wrap=lambda bounded: RecordingTransport(bounded, self._in_flight)
+        )
         self._delivery = WebhookDelivery(self._client, injector)
         self._injector = injector
         self._secrets = ring

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from emulators.faults import ConcurrencyGate, FaultConfig, FaultInjector, SubmitFault, patched
+from emulators.outbound import outbound_client
 from emulators.runflow.callbacks import CallbackDelivery, CallbackSender
 from emulators.runflow.config import RunflowEmulatorConfig
 from emulators.runflow.files import OutputStore
@@ -63,7 +64,7 @@ class RunflowEmulator:
 
     async def start(self) -> None:
         """Open the HTTP clients and start accepting work; call from the serving event loop."""
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        self._client = outbound_client()
         self._callbacks = CallbackSender(self.injector, self.secrets, self.store.stats)
         self._runner = Runner(
             store=self.store,

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from emulators.faults import ConcurrencyGate, FaultConfig, FaultInjector, SubmitFault, patched
+from emulators.outbound import outbound_client
 from emulators.runware.config import RunwareEmulatorConfig
 from emulators.runware.protocol import (
     TaskError,
@@ -66,7 +67,7 @@ class RunwareEmulator:
 
     async def start(self) -> None:
         """Open the HTTP client and start accepting work; call from the serving event loop."""
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        self._client = outbound_client()
         sender = WebhookSender(
             self._client, self.injector, self.store.stats, self.config.webhook_shape
         )

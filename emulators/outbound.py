@@ -1,0 +1,84 @@
+"""The HTTP client an emulator reaches out with: source downloads and webhooks.
+
+An emulator at high concurrency may have a thousand of these calls wanting to go at once.
+httpcore's connection pool rescans every waiting request against every connection each
+time a request starts or a response closes, so a long queue inside the pool costs more CPU
+than the calls themselves. The transport here lets only as many requests into the pool as
+it has connections; the rest wait on a semaphore, which costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+
+#: Connections (and so requests in the pool) at once; beyond it requests wait their turn.
+CONNECTIONS = 64
+
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+def outbound_client(
+    limit: int = CONNECTIONS,
+    wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+) -> httpx.AsyncClient:
+    """An ``AsyncClient`` that keeps at most ``limit`` requests inside its pool.
+
+    ``wrap`` lets a caller put its own transport (a recorder, say) around the bounded one.
+    Create it from the event loop that will use it.
+    """
+    transport: httpx.AsyncBaseTransport = BoundedTransport(limit)
+    if wrap is not None:
+        transport = wrap(transport)
+    return httpx.AsyncClient(transport=transport, timeout=TIMEOUT)
+
+
+class BoundedTransport(httpx.AsyncBaseTransport):
+    """Admits ``limit`` requests at a time to ``inner`` (an ``AsyncHTTPTransport``).
+
+    A request holds its slot until its response is closed, because the connection is busy
+    until then.
+    """
+
+    def __init__(self, limit: int, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        if inner is None:
+            limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+            inner = httpx.AsyncHTTPTransport(limits=limits)
+        self._inner = inner
+        self._slots = asyncio.Semaphore(limit)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._slots.acquire()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _SlotHeld(response.stream, self._slots.release)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _SlotHeld(httpx.AsyncByteStream):
+    """A response body that gives its request's slot back once, when it is closed."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._release is not None:
+                self._release()
+                self._release = None
