@@ -196,10 +196,10 @@ class Pipeline:
             raise UnknownProvider(provider=provider_name)
         event = provider.parse_webhook(headers, body, query)
         with self._db.transaction() as repo:
-            attempt = repo.attempt(event.attempt_id) if event.attempt_id else None
-            job = repo.job(attempt.job_id) if attempt else None
-        if attempt is None or job is None or attempt.provider != provider_name:
+            found = repo.attempt_with_job(event.attempt_id) if event.attempt_id else None
+        if found is None or found[1].provider != provider_name:
             return "unknown_attempt"
+        job, attempt = found
         if attempt.request_id is not None and attempt.request_id != event.request_id:
             return "request_mismatch"
         if isinstance(event.outcome, Pending):

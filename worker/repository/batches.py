@@ -30,7 +30,7 @@ from worker.records import (
     OutputRecord,
 )
 from worker.repository.base import NOW, seconds_from_now
-from worker.repository.reads import job_record, output_record
+from worker.repository.reads import job_from_row, job_query, output_record
 from worker.repository.transitions import Transitions
 
 #: Job states whose provider may have charged, or be about to, for the current attempt.
@@ -277,10 +277,13 @@ class BatchRows(Transitions):
         self, batch_id: uuid.UUID, chunk: int = 1000
     ) -> Iterator[tuple[JobRecord, list[OutputRecord]]]:
         """Every job of a batch by external id, with its outputs, read in chunks."""
-        jobs = self.s.scalars(
-            select(Job).where(Job.batch_id == batch_id).order_by(Job.external_id)
-        ).yield_per(chunk)
-        for part in jobs.partitions():
+        jobs = self.run(
+            job_query(Job.batch_id == batch_id)
+            .order_by(Job.external_id)
+            .execution_options(yield_per=chunk)
+        )
+        for page in jobs.partitions():
+            part = [job_from_row(row) for row in page]
             outputs: dict[uuid.UUID, list[OutputRecord]] = {}
             rows = self.s.scalars(
                 select(JobOutput)
@@ -290,7 +293,7 @@ class BatchRows(Transitions):
             for output in rows:
                 outputs.setdefault(output.job_id, []).append(output_record(output))
             for job in part:
-                yield job_record(job), outputs.get(job.id, [])
+                yield job, outputs.get(job.id, [])
 
     def rejects(self, batch_id: uuid.UUID) -> list[Reject]:
         """The bad rows of a batch file, by line."""

@@ -28,7 +28,7 @@ from worker.callback_events import (
     job_payload,
 )
 from worker.repository.base import NOW, SessionBound, seconds_from_now
-from worker.repository.reads import job_record, output_record
+from worker.repository.reads import job_from_row, job_query, output_record
 
 #: Jobs one statement of :meth:`CallbackRows.notify_jobs` reads at most.
 _CHUNK = 1000
@@ -55,17 +55,16 @@ class CallbackRows(SessionBound):
         return written
 
     def _notify_chunk(self, job_ids: Sequence[uuid.UUID]) -> int:
-        # populate_existing: the transition just changed these rows with an UPDATE statement,
-        # and the session may hold the objects as they were before it.
-        jobs = self.s.scalars(
-            select(Job)
-            .where(
-                Job.id.in_(job_ids),
-                Job.callback_url.is_not(None),
-                Job.state.in_(tuple(JOB_EVENTS)),
+        jobs = [
+            job_from_row(row)
+            for row in self.run(
+                job_query(
+                    Job.id.in_(job_ids),
+                    Job.callback_url.is_not(None),
+                    Job.state.in_(tuple(JOB_EVENTS)),
+                )
             )
-            .execution_options(populate_existing=True)
-        ).all()
+        ]
         if not jobs:
             return 0
         outputs = defaultdict(list)
@@ -77,7 +76,7 @@ class CallbackRows(SessionBound):
             outputs[row.job_id].append(output_record(row))
         rows = []
         for job in jobs:
-            payload = job_payload(job_record(job), outputs[job.id])
+            payload = job_payload(job, outputs[job.id])
             rows.append(
                 {
                     "id": uuid.uuid4(),

@@ -19,7 +19,7 @@ class HealthRows(SessionBound):
 
     def lock_health(self, provider: str) -> Health:
         """A provider's health, locked for update until the transaction ends."""
-        self.s.execute(insert(ProviderHealth).values(provider=provider).on_conflict_do_nothing())
+        self.run(insert(ProviderHealth).values(provider=provider).on_conflict_do_nothing())
         row = self.s.scalars(
             select(ProviderHealth).where(ProviderHealth.provider == provider).with_for_update()
         ).one()
@@ -35,7 +35,7 @@ class HealthRows(SessionBound):
         The common case writes nothing and locks nothing, so a busy healthy provider does
         not serialise every submit on its health row.
         """
-        self.s.execute(
+        self.run(
             update(ProviderHealth)
             .where(
                 ProviderHealth.provider == provider,
@@ -54,7 +54,7 @@ class HealthRows(SessionBound):
 
     def save_health(self, provider: str, health: Health) -> None:
         """Write a provider's health back."""
-        self.s.execute(
+        self.run(
             insert(ProviderHealth)
             .values(provider=provider, **_values(health))
             .on_conflict_do_update(index_elements=["provider"], set_=_values(health))

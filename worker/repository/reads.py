@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Row, Select, and_, func, or_, select
 
 from models.state import IN_FLIGHT_STATES, JobState
 from models.tables import Attempt, Job, JobEvent, JobOutput
@@ -26,21 +27,21 @@ class Reads(SessionBound):
 
     def job(self, job_id: uuid.UUID) -> JobRecord | None:
         """One job, or None."""
-        row = self.s.get(Job, job_id)
-        return None if row is None else job_record(row)
+        row = self.run(job_query(Job.id == job_id)).first()
+        return None if row is None else job_from_row(row)
 
     def job_by_idempotency_key(self, key: str) -> JobRecord | None:
         """The job created with this Idempotency-Key, or None."""
-        row = self.s.scalars(select(Job).where(Job.idempotency_key == key)).first()
-        return None if row is None else job_record(row)
+        row = self.run(job_query(Job.idempotency_key == key)).first()
+        return None if row is None else job_from_row(row)
 
     def detail(self, job_id: uuid.UUID) -> JobDetail | None:
         """A job with its attempts, outputs and events."""
         job = self.job(job_id)
         if job is None:
             return None
-        attempts = self.s.scalars(
-            select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)
+        attempts = self.run(
+            select(*ATTEMPT_COLUMNS).where(Attempt.job_id == job_id).order_by(Attempt.number)
         )
         outputs = self.s.scalars(
             select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.index)
@@ -50,15 +51,19 @@ class Reads(SessionBound):
         )
         return JobDetail(
             job,
-            tuple(attempt_record(a) for a in attempts),
+            tuple(attempt_from_row(a) for a in attempts),
             tuple(output_record(o) for o in outputs),
             tuple(event_record(e) for e in events),
         )
 
-    def attempt(self, attempt_id: uuid.UUID) -> AttemptRecord | None:
-        """One attempt by our attempt id."""
-        row = self.s.get(Attempt, attempt_id)
-        return None if row is None else attempt_record(row)
+    def attempt_with_job(self, attempt_id: uuid.UUID) -> tuple[JobRecord, AttemptRecord] | None:
+        """An attempt by our attempt id, with its job."""
+        row = self.run(
+            job_query(Attempt.id == attempt_id)
+            .add_columns(*ATTEMPT_COLUMNS)
+            .join(Attempt, Attempt.job_id == Job.id)
+        ).first()
+        return None if row is None else (job_from_row(row), attempt_from_row(row))
 
     def job_at(
         self, job_id: uuid.UUID, number: int, state: JobState
@@ -67,18 +72,19 @@ class Reads(SessionBound):
 
         None means the message asking for this step is stale: the job moved on.
         """
-        job = self.job(job_id)
-        if job is None or job.state is not state or job.attempt != number:
-            return None
-        attempt = self.current_attempt(job_id, number)
-        return None if attempt is None else (job, attempt)
+        row = self.run(
+            job_query(Job.id == job_id, Job.state == state, Job.attempt == number)
+            .add_columns(*ATTEMPT_COLUMNS)
+            .join(Attempt, and_(Attempt.job_id == Job.id, Attempt.number == number))
+        ).first()
+        return None if row is None else (job_from_row(row), attempt_from_row(row))
 
     def current_attempt(self, job_id: uuid.UUID, number: int) -> AttemptRecord | None:
         """Attempt ``number`` of a job."""
-        row = self.s.scalars(
-            select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
+        row = self.run(
+            select(*ATTEMPT_COLUMNS).where(Attempt.job_id == job_id, Attempt.number == number)
         ).first()
-        return None if row is None else attempt_record(row)
+        return None if row is None else attempt_from_row(row)
 
     def count_matching(self, where: JobFilter) -> int:
         """How many jobs match ``where``."""
@@ -86,7 +92,7 @@ class Reads(SessionBound):
 
     def list_jobs(self, where: JobFilter, limit: int, after: Cursor | None) -> list[JobRecord]:
         """Jobs matching ``where``, newest first, after ``after``."""
-        query = select(Job).where(*filter_clauses(where))
+        query = job_query(*filter_clauses(where))
         if after is not None:
             query = query.where(
                 or_(
@@ -95,7 +101,7 @@ class Reads(SessionBound):
                 )
             )
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-        return [job_record(row) for row in self.s.scalars(query)]
+        return [job_from_row(row) for row in self.run(query)]
 
     def count_by_state(self) -> dict[JobState, int]:
         """How many jobs are in each state."""
@@ -130,53 +136,34 @@ def filter_clauses(where: JobFilter) -> list[Any]:
     return clauses
 
 
-def job_record(row: Job) -> JobRecord:
-    """A job row as a frozen record."""
-    return JobRecord(
-        id=row.id,
-        state=row.state,
-        model=row.model,
-        input=row.input,
-        providers=tuple(row.providers),
-        provider=row.provider,
-        attempt=row.attempt,
-        failed_attempts=row.failed_attempts,
-        max_attempts=row.max_attempts,
-        priority=row.priority,
-        external_id=row.external_id,
-        batch_id=row.batch_id,
-        callback_url=row.callback_url,
-        metadata=row.metadata_,
-        excluded_providers=row.excluded_providers,
-        idempotency_key=row.idempotency_key,
-        request_hash=row.request_hash,
-        run_after=row.run_after,
-        error_code=row.error_code,
-        error_message=row.error_message,
-        cost_usd=row.cost_usd,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
-    )
+#: A job's columns, each labelled with its :class:`JobRecord` field name.
+JOB_COLUMNS = tuple(
+    getattr(Job, "metadata_" if f.name == "metadata" else f.name).label(f.name)
+    for f in fields(JobRecord)
+)
+
+#: An attempt's columns, labelled ``attempt_<field>`` so they can sit beside a job's.
+ATTEMPT_COLUMNS = tuple(
+    getattr(Attempt, f.name).label(f"attempt_{f.name}") for f in fields(AttemptRecord)
+)
 
 
-def attempt_record(row: Attempt) -> AttemptRecord:
-    """An attempt row as a frozen record."""
+def job_query(*where: Any) -> Select[Any]:
+    """``SELECT`` a job's columns ``WHERE`` all of ``where``."""
+    return select(*JOB_COLUMNS).where(*where)
+
+
+def job_from_row(row: Row[Any]) -> JobRecord:
+    """A row holding :data:`JOB_COLUMNS` as a frozen record."""
+    values = {f.name: getattr(row, f.name) for f in fields(JobRecord)}
+    values["providers"] = tuple(values["providers"])
+    return JobRecord(**values)
+
+
+def attempt_from_row(row: Row[Any]) -> AttemptRecord:
+    """A row holding :data:`ATTEMPT_COLUMNS` as a frozen record."""
     return AttemptRecord(
-        id=row.id,
-        job_id=row.job_id,
-        number=row.number,
-        provider=row.provider,
-        outcome=row.outcome,
-        request_id=row.request_id,
-        provider_data=row.provider_data,
-        result=row.result,
-        error_code=row.error_code,
-        error_message=row.error_message,
-        cost_usd=row.cost_usd,
-        created_at=row.created_at,
-        submitted_at=row.submitted_at,
-        finished_at=row.finished_at,
+        **{f.name: getattr(row, f"attempt_{f.name}") for f in fields(AttemptRecord)}
     )
 
 

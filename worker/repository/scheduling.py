@@ -33,7 +33,7 @@ class Scheduling(SessionBound):
         if not jobs:
             return
         self.s.execute(insert(Job), [job_values(new) for new in jobs])
-        self.s.execute(
+        self.run(
             insert(JobEvent),
             [
                 {
@@ -52,7 +52,7 @@ class Scheduling(SessionBound):
 
     def lock_dispatch(self) -> None:
         """Serialise dispatchers for this transaction, so capacity is never over-claimed."""
-        self.s.execute(text("SELECT pg_advisory_xact_lock(hashtext('editq.dispatch'))"))
+        self.run(text("SELECT pg_advisory_xact_lock(hashtext('editq.dispatch'))"))
 
     def due(self, provider: str, limit: int, stand_in_for: Sequence[str] = ()) -> list[Candidate]:
         """Up to ``limit`` due queued jobs for ``provider``, locked, in fair order.
@@ -91,8 +91,8 @@ class Scheduling(SessionBound):
         running = select(Batch.id).where(Batch.state == BatchState.RUNNING).subquery()
         per_batch = head(Job.batch_id == running.c.id).lateral()
         rows = [
-            *self.s.execute(head(Job.batch_id.is_(None))),
-            *self.s.execute(select(per_batch).select_from(running.join(per_batch, true()))),
+            *self.run(head(Job.batch_id.is_(None))),
+            *self.run(select(per_batch).select_from(running.join(per_batch, true()))),
         ]
         rows.sort(key=lambda r: (-r.priority, r.run_after, r.created_at))
         turn: dict[uuid.UUID | None, int] = {}
@@ -110,7 +110,7 @@ class Scheduling(SessionBound):
         if not ids:
             return []
         move = TRANSITIONS[Transition.CLAIM]
-        rows = self.s.execute(
+        rows = self.run(
             update(Job)
             .where(Job.id.in_(ids), Job.state.in_(move.sources))
             .values(
@@ -126,14 +126,14 @@ class Scheduling(SessionBound):
         if not rows:
             return []
         claimed = [Claimed(job_id, number, uuid.uuid4(), provider) for job_id, number in rows]
-        self.s.execute(
+        self.run(
             insert(Attempt),
             [
                 {"id": c.attempt_id, "job_id": c.job_id, "number": c.attempt, "provider": provider}
                 for c in claimed
             ],
         )
-        self.s.execute(
+        self.run(
             insert(JobEvent),
             [
                 {
@@ -155,7 +155,7 @@ class Scheduling(SessionBound):
         This is what keeps one attempt to one provider call: a redelivered submit message
         finds the attempt past ``pending`` and stops.
         """
-        row = self.s.execute(
+        row = self.run(
             update(Attempt)
             .where(Attempt.id == attempt_id, Attempt.outcome == "pending")
             .values(outcome="sending")
@@ -165,7 +165,7 @@ class Scheduling(SessionBound):
 
     def extend_lease(self, job_id: uuid.UUID, number: int, lease_seconds: float) -> bool:
         """Renew the lease of a submitting job whose submit message is being sent again."""
-        row = self.s.execute(
+        row = self.run(
             update(Job)
             .where(Job.id == job_id, Job.attempt == number, Job.state == JobState.SUBMITTING)
             .values(lease_expires_at=seconds_from_now(lease_seconds))
@@ -178,7 +178,7 @@ class Scheduling(SessionBound):
 
         Only for providers that recognise a repeated attempt id; see the pipeline.
         """
-        reopened = self.s.execute(
+        reopened = self.run(
             update(Attempt)
             .where(Attempt.id == attempt.id, Attempt.outcome == "sending")
             .values(outcome="pending")
@@ -190,7 +190,7 @@ class Scheduling(SessionBound):
 
     def schedule_poll(self, job_id: uuid.UUID, number: int, in_seconds: float) -> None:
         """Set when a running job is next asked about."""
-        self.s.execute(
+        self.run(
             update(Job)
             .where(Job.id == job_id, Job.attempt == number, Job.state == JobState.RUNNING)
             .values(next_poll_at=seconds_from_now(in_seconds))
@@ -200,7 +200,7 @@ class Scheduling(SessionBound):
         self, job_id: uuid.UUID, number: int, token: uuid.UUID, lease_seconds: float
     ) -> bool:
         """Take the finalize lease unless another live finalize holds it."""
-        taken = self.s.execute(
+        taken = self.run(
             update(Job)
             .where(
                 Job.id == job_id,
@@ -217,7 +217,7 @@ class Scheduling(SessionBound):
 
     def release_finalize_lease(self, job_id: uuid.UUID, token: uuid.UUID, delay: float) -> None:
         """Give the lease up so the reconcile tick re-runs finalize after ``delay``."""
-        self.s.execute(
+        self.run(
             update(Job)
             .where(Job.id == job_id, Job.lease_token == token)
             .values(lease_expires_at=seconds_from_now(delay))
@@ -232,7 +232,7 @@ class Scheduling(SessionBound):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        rows = self.s.execute(
+        rows = self.run(
             update(Job)
             .where(Job.id.in_(due.scalar_subquery()))
             .values(next_poll_at=seconds_from_now(next_in_seconds))
@@ -242,7 +242,7 @@ class Scheduling(SessionBound):
 
     def expired_leases(self, limit: int) -> list[tuple[uuid.UUID, int, JobState]]:
         """Submitting or finalizing jobs whose lease ran out (a worker died, a message was lost)."""
-        rows = self.s.execute(
+        rows = self.run(
             select(Job.id, Job.attempt, Job.state)
             .where(
                 Job.state.in_((JobState.SUBMITTING, JobState.FINALIZING)),

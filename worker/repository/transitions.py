@@ -19,9 +19,9 @@ from worker.records import (
     JobRecord,
     OutputRecord,
 )
-from worker.repository.base import NOW, seconds_from_now
+from worker.repository.base import NOW, finished_attempt, seconds_from_now
 from worker.repository.callbacks import CallbackRows
-from worker.repository.reads import filter_clauses, job_record
+from worker.repository.reads import filter_clauses, job_from_row, job_query
 
 
 class Transitions(CallbackRows):
@@ -45,16 +45,17 @@ class Transitions(CallbackRows):
             attempt.number,
             {"lease_expires_at": None, "next_poll_at": seconds_from_now(poll_in_seconds)},
             data={"request_id": request_id},
-        )
-        if moved:
-            self._update_attempt(
+            attempt_update=(
                 attempt.id,
-                outcome="running",
-                request_id=request_id,
-                provider_data=provider_data,
-                submitted_at=NOW,
-            )
-        return moved
+                {
+                    "outcome": "running",
+                    "request_id": request_id,
+                    "provider_data": provider_data,
+                    "submitted_at": NOW,
+                },
+            ),
+        )
+        return moved is not None
 
     def begin_finalize(
         self,
@@ -64,6 +65,9 @@ class Transitions(CallbackRows):
         lease_seconds: float,
     ) -> bool:
         """The provider finished ``attempt`` with ``result``; finalize may take the job."""
+        values: dict[str, Any] = {"result": result, "outcome": "finalizing"}
+        if request_id and attempt.request_id is None:
+            values["request_id"] = request_id
         moved = self._move(
             attempt.job_id,
             Transition.BEGIN_FINALIZE,
@@ -73,13 +77,9 @@ class Transitions(CallbackRows):
                 "lease_token": None,
                 "next_poll_at": None,
             },
+            attempt_update=(attempt.id, values),
         )
-        if moved:
-            values: dict[str, Any] = {"result": result, "outcome": "finalizing"}
-            if request_id and attempt.request_id is None:
-                values["request_id"] = request_id
-            self._update_attempt(attempt.id, **values)
-        return moved
+        return moved is not None
 
     def succeed(
         self,
@@ -103,9 +103,15 @@ class Transitions(CallbackRows):
             },
             extra_where=(Job.lease_token == token,),
             data={"outputs": len(outputs)},
+            attempt_update=(
+                attempt.id,
+                {"outcome": "succeeded", "finished_at": NOW, "cost_usd": cost_usd},
+            ),
         )
-        if moved:
-            self.s.execute(
+        if moved is None:
+            return False
+        if outputs:
+            self.run(
                 insert(JobOutput),
                 [
                     {
@@ -121,11 +127,9 @@ class Transitions(CallbackRows):
                     for o in outputs
                 ],
             )
-            self._update_attempt(
-                attempt.id, outcome="succeeded", finished_at=NOW, cost_usd=cost_usd
-            )
+        if moved.callback_url is not None:
             self.notify_job(attempt.job_id)
-        return moved
+        return True
 
     def requeue(
         self,
@@ -153,10 +157,9 @@ class Transitions(CallbackRows):
             },
             reason=fault.code,
             data={"kind": fault.kind.value, "delay_seconds": round(delay_seconds, 3)},
+            attempt_update=(attempt.id, finished_attempt("failed", fault)),
         )
-        if moved:
-            self._finish_attempt(attempt.id, "failed", fault)
-        return moved
+        return moved is not None
 
     def fail(self, attempt: AttemptRecord, fault: Fault) -> bool:
         """Fail the job for good with ``fault``."""
@@ -175,18 +178,19 @@ class Transitions(CallbackRows):
             },
             reason=fault.code,
             data={"kind": fault.kind.value},
+            attempt_update=(attempt.id, finished_attempt("failed", fault)),
         )
-        if moved:
-            self._finish_attempt(attempt.id, "failed", fault)
+        if moved is None:
+            return False
+        if moved.callback_url is not None:
             self.notify_job(attempt.job_id)
-        return moved
+        return True
 
     def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRecord | None:
         """Cancel a job that is not terminal; returns it as it was before, or None."""
-        before = self.s.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+        before = self.run(job_query(Job.id == job_id).with_for_update()).first()
         if before is None:
             return None
-        record = job_record(before)
         moved = self._move(
             job_id,
             Transition.CANCEL,
@@ -199,17 +203,19 @@ class Transitions(CallbackRows):
             },
             reason=reason,
         )
-        if not moved:
+        if moved is None:
             return None
-        self.notify_job(job_id)
-        return record
+        if moved.callback_url is not None:
+            self.notify_job(job_id)
+        return job_from_row(before)
 
     def retry(self, job_id: uuid.UUID, reason: str | None) -> bool:
         """Send a failed or canceled job round again with a fresh attempt budget."""
         moved = self._move(job_id, Transition.RETRY, None, _RETRY_VALUES, reason=reason)
-        if moved:
-            self.reopen_batches([job_id])
-        return moved
+        if moved is None:
+            return False
+        self.reopen_batches([job_id])
+        return True
 
     def retry_matching(self, where: JobFilter, reason: str) -> list[uuid.UUID]:
         """Retry every failed or canceled job matching ``where``, in one statement.
@@ -217,14 +223,14 @@ class Transitions(CallbackRows):
         Each retried job gets its ``retry`` event, with ``reason``, in the same transaction.
         """
         move = TRANSITIONS[Transition.RETRY]
-        rows = self.s.execute(
+        rows = self.run(
             update(Job)
             .where(Job.state.in_(move.sources), *filter_clauses(where))
             .values(state=move.target, updated_at=NOW, **_RETRY_VALUES)
             .returning(Job.id, Job.attempt)
         ).all()
         if rows:
-            self.s.execute(
+            self.run(
                 insert(JobEvent),
                 [
                     {
@@ -247,7 +253,7 @@ class Transitions(CallbackRows):
         if not job_ids:
             return
         batch_ids = select(Job.batch_id).where(Job.id.in_(job_ids), Job.batch_id.is_not(None))
-        self.s.execute(
+        self.run(
             update(Batch)
             .where(
                 Batch.id.in_(batch_ids.scalar_subquery()),
@@ -271,10 +277,9 @@ class Transitions(CallbackRows):
             {"run_after": NOW, "lease_expires_at": None, "lease_token": None},
             reason=fault.code,
             data={"kind": fault.kind.value},
+            attempt_update=(attempt.id, finished_attempt("abandoned", fault)),
         )
-        if moved:
-            self._finish_attempt(attempt.id, "abandoned", fault)
-        return moved
+        return moved is not None
 
 
 #: What a retry resets: the job starts over on its first provider with a fresh budget.
