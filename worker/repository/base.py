@@ -9,12 +9,24 @@ returned as ``False``, never raised.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Executable, Text, func, literal, select, text, update
+from sqlalchemy import (
+    ClauseElement,
+    Executable,
+    Interval,
+    Text,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
@@ -29,6 +41,20 @@ NOW = func.now()
 def seconds_from_now(value: float) -> Any:
     """``now() + value seconds``, evaluated by the database."""
     return NOW + timedelta(seconds=value)
+
+
+@dataclass(frozen=True, slots=True)
+class FromNow:
+    """A transition's value: ``now()`` plus ``seconds``, by the database's clock."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Plus:
+    """A transition's value: the column's own value plus ``amount``."""
+
+    amount: int | Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +73,18 @@ class SessionBound:
         #: Recorded on every event this repository writes (``api``, ``worker``, ...).
         self.actor = actor
 
-    def run(self, statement: Executable, rows: Sequence[dict[str, Any]] | None = None) -> Any:
+    def run(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> Any:
         """Execute ``statement`` as plain SQL, on the session's connection.
 
         The repository hands out frozen records, never ORM objects, so there is nothing in
         the session for the ORM to keep in step with a write; its bookkeeping would cost
         more CPU than the statement itself.
         """
-        return self.s.connection().execute(statement, rows)
+        return self.s.connection().execute(statement, params)
 
     def _move(
         self,
@@ -63,7 +93,7 @@ class SessionBound:
         attempt: int | None,
         values: dict[str, Any],
         *,
-        extra_where: Iterable[Any] = (),
+        lease_token: uuid.UUID | None = None,
         reason: str | None = None,
         data: dict[str, Any] | None = None,
         attempt_update: tuple[uuid.UUID, dict[str, Any]] | None = None,
@@ -73,43 +103,39 @@ class SessionBound:
         One statement: the guarded ``UPDATE jobs``, its event, the attempt's own update
         (``attempt_update``: its id and values) and, when a provider slot frees up, the
         scheduler's wake-up. The parts after the first join on the moved row, so none of
-        them happens when the guard turns the update down.
+        them happens when the guard turns the update down. ``attempt`` and ``lease_token``,
+        when given, must match too.
+
+        A value is a plain value, :data:`NOW`, :class:`FromNow` or :class:`Plus`; with only
+        those, the statement is built once for its shape and reused with new parameters.
         """
-        move = TRANSITIONS[transition]
-        query = update(Job).where(Job.id == job_id, Job.state.in_(move.sources), *extra_where)
-        if attempt is not None:
-            query = query.where(Job.attempt == attempt)
-        moved = (
-            query.values(state=move.target, updated_at=NOW, **values)
-            .returning(Job.id, Job.attempt, Job.callback_url)
-            .cte("moved")
+        attempt_id, attempt_values = attempt_update or (None, {})
+        shape = Shape(
+            transition,
+            attempt is not None,
+            lease_token is not None,
+            attempt_id is not None,
+            _shape_of(values),
+            _shape_of(attempt_values),
         )
-        event = insert(JobEvent).from_select(
-            ["job_id", "transition", "state", "attempt", "actor", "reason", "data"],
-            select(
-                moved.c.id,
-                literal(transition.value),
-                literal(move.target, JobEvent.state.type),
-                moved.c.attempt,
-                literal(self.actor),
-                literal(reason, Text),
-                literal(data or {}, JSONB),
-            ),
-        )
-        parts = [event.cte("event")]
-        if attempt_update is not None:
-            attempt_id, changes = attempt_update
-            parts.append(
-                update(Attempt)
-                .where(Attempt.id == attempt_id, Attempt.job_id == moved.c.id)
-                .values(**changes)
-                .cte("attempt_moved")
-            )
-        columns: list[Any] = [moved.c.attempt, moved.c.callback_url]
-        if move.sources & IN_FLIGHT_STATES and move.target not in IN_FLIGHT_STATES:
-            # Sent when this transaction commits: a provider slot may be free.
-            columns.append(func.pg_notify(CHANNEL, ""))
-        row = self.run(select(*columns).add_cte(*parts)).first()
+        cacheable = None not in shape.values and None not in shape.attempt_values
+        statement = _MOVES.get(shape) if cacheable else None
+        if statement is None:
+            statement = _move_statement(shape, values, attempt_values)
+            if cacheable:
+                _MOVES[shape] = statement
+        params: dict[str, Any] = {
+            "m_job_id": job_id,
+            "m_number": attempt,
+            "m_token": lease_token,
+            "m_attempt_id": attempt_id,
+            "m_actor": self.actor,
+            "m_reason": reason,
+            "m_data": data or {},
+        }
+        params.update(_params("v_", values))
+        params.update(_params("a_", attempt_values))
+        row = self.run(statement, params).first()
         return None if row is None else Moved(row.attempt, row.callback_url)
 
     def capacity_freed(self) -> None:
@@ -146,3 +172,107 @@ def finished_attempt(outcome: str, fault: Fault) -> dict[str, Any]:
         "error_message": fault.message,
         "finished_at": NOW,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a transition statement looks like, apart from its parameters."""
+
+    transition: Transition
+    by_attempt: bool
+    by_token: bool
+    with_attempt: bool
+    #: Each value's column and kind; a kind of None is an SQL expression, built afresh.
+    values: tuple[tuple[str, str | None], ...]
+    attempt_values: tuple[tuple[str, str | None], ...]
+
+
+#: Transition statements by shape. A handful of shapes occur; each is built once. Their
+#: parameters are named unlike any column, which an UPDATE would take for a value to set.
+_MOVES: dict[Shape, Executable] = {}
+
+
+def _shape_of(values: Mapping[str, Any]) -> tuple[tuple[str, str | None], ...]:
+    return tuple((column, _kind(value)) for column, value in values.items())
+
+
+def _kind(value: Any) -> str | None:
+    if value is NOW:
+        return "now"
+    if isinstance(value, FromNow):
+        return "from_now"
+    if isinstance(value, Plus):
+        return "plus"
+    if isinstance(value, ClauseElement):
+        return None
+    return "value"
+
+
+def _params(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for column, value in values.items():
+        if isinstance(value, FromNow):
+            params[prefix + column] = timedelta(seconds=value.seconds)
+        elif isinstance(value, Plus):
+            params[prefix + column] = value.amount
+        elif _kind(value) == "value":
+            params[prefix + column] = value
+    return params
+
+
+def _set(entity: Any, prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The SET clause of ``values``, with a bound parameter for each value passed in."""
+    clause = {}
+    for column, value in values.items():
+        kind = _kind(value)
+        own = getattr(entity, column)
+        if kind == "from_now":
+            clause[column] = NOW + bindparam(prefix + column, type_=Interval)
+        elif kind == "plus":
+            clause[column] = own + bindparam(prefix + column, type_=own.type)
+        elif kind == "value":
+            clause[column] = bindparam(prefix + column, type_=own.type)
+        else:
+            clause[column] = value
+    return clause
+
+
+def _move_statement(
+    shape: Shape, values: Mapping[str, Any], attempt_values: Mapping[str, Any]
+) -> Executable:
+    move = TRANSITIONS[shape.transition]
+    query = update(Job).where(Job.id == bindparam("m_job_id"), Job.state.in_(move.sources))
+    if shape.by_attempt:
+        query = query.where(Job.attempt == bindparam("m_number"))
+    if shape.by_token:
+        query = query.where(Job.lease_token == bindparam("m_token"))
+    moved = (
+        query.values(state=move.target, updated_at=NOW, **_set(Job, "v_", values))
+        .returning(Job.id, Job.attempt, Job.callback_url)
+        .cte("moved")
+    )
+    event = insert(JobEvent).from_select(
+        ["job_id", "transition", "state", "attempt", "actor", "reason", "data"],
+        select(
+            moved.c.id,
+            literal(shape.transition.value),
+            literal(move.target, JobEvent.state.type),
+            moved.c.attempt,
+            bindparam("m_actor", type_=Text),
+            bindparam("m_reason", type_=Text),
+            bindparam("m_data", type_=JSONB),
+        ),
+    )
+    parts = [event.cte("event")]
+    if shape.with_attempt:
+        parts.append(
+            update(Attempt)
+            .where(Attempt.id == bindparam("m_attempt_id"), Attempt.job_id == moved.c.id)
+            .values(**_set(Attempt, "a_", attempt_values))
+            .cte("attempt_moved")
+        )
+    columns: list[Any] = [moved.c.attempt, moved.c.callback_url]
+    if move.sources & IN_FLIGHT_STATES and move.target not in IN_FLIGHT_STATES:
+        # Sent when this transaction commits: a provider slot may be free.
+        columns.append(func.pg_notify(CHANNEL, ""))
+    return select(*columns).add_cte(*parts)

@@ -19,7 +19,7 @@ from worker.records import (
     JobRecord,
     OutputRecord,
 )
-from worker.repository.base import NOW, finished_attempt, seconds_from_now
+from worker.repository.base import NOW, FromNow, Plus, finished_attempt
 from worker.repository.callbacks import CallbackRows
 from worker.repository.reads import filter_clauses, job_from_row, job_query
 
@@ -43,7 +43,7 @@ class Transitions(CallbackRows):
             attempt.job_id,
             Transition.MARK_RUNNING,
             attempt.number,
-            {"lease_expires_at": None, "next_poll_at": seconds_from_now(poll_in_seconds)},
+            {"lease_expires_at": None, "next_poll_at": FromNow(poll_in_seconds)},
             data={"request_id": request_id},
             attempt_update=(
                 attempt.id,
@@ -73,7 +73,7 @@ class Transitions(CallbackRows):
             Transition.BEGIN_FINALIZE,
             attempt.number,
             {
-                "lease_expires_at": seconds_from_now(lease_seconds),
+                "lease_expires_at": FromNow(lease_seconds),
                 "lease_token": None,
                 "next_poll_at": None,
             },
@@ -99,9 +99,9 @@ class Transitions(CallbackRows):
                 "completed_at": NOW,
                 "error_code": None,
                 "error_message": None,
-                "cost_usd": Job.cost_usd + cost_usd,
+                "cost_usd": Plus(cost_usd),
             },
-            extra_where=(Job.lease_token == token,),
+            lease_token=token,
             data={"outputs": len(outputs)},
             attempt_update=(
                 attempt.id,
@@ -146,8 +146,8 @@ class Transitions(CallbackRows):
             Transition.REQUEUE,
             attempt.number,
             {
-                "run_after": seconds_from_now(delay_seconds),
-                "failed_attempts": Job.failed_attempts + (1 if counts else 0),
+                "run_after": FromNow(delay_seconds),
+                "failed_attempts": Plus(1 if counts else 0),
                 "provider": next_provider,
                 "lease_expires_at": None,
                 "lease_token": None,
@@ -172,7 +172,7 @@ class Transitions(CallbackRows):
                 "lease_token": None,
                 "next_poll_at": None,
                 "completed_at": NOW,
-                "failed_attempts": Job.failed_attempts + 1,
+                "failed_attempts": Plus(1),
                 "error_code": fault.code,
                 "error_message": fault.message,
             },
