@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select, update
+from typing import Any
+
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.tables import ProviderHealth
@@ -19,15 +21,23 @@ class HealthRows(SessionBound):
 
     def lock_health(self, provider: str) -> Health:
         """A provider's health, locked for update until the transaction ends."""
-        self.run(insert(ProviderHealth).values(provider=provider).on_conflict_do_nothing())
-        row = self.s.scalars(
-            select(ProviderHealth).where(ProviderHealth.provider == provider).with_for_update()
-        ).one()
-        return _health(row)
+        return self.lock_all_health([provider])[provider]
 
     def lock_all_health(self, providers: list[str]) -> dict[str, Health]:
-        """Several providers' health, locked (in name order, so two lockers cannot deadlock)."""
-        return {name: self.lock_health(name) for name in sorted(providers)}
+        """Several providers' health, locked (in name order, so two lockers cannot deadlock).
+
+        A provider never recorded gets its row first (once; after that one statement).
+        """
+        names = sorted(providers)
+        rows = self.run(_LOCK, {"names": names}).all()
+        if len(rows) < len(names):
+            self.run(
+                insert(ProviderHealth)
+                .values([{"provider": name} for name in names])
+                .on_conflict_do_nothing()
+            )
+            rows = self.run(_LOCK, {"names": names}).all()
+        return {row.provider: _health(row) for row in rows}
 
     def record_success(self, provider: str) -> None:
         """A call to ``provider`` worked: close its breaker (zero rows when it is healthy).
@@ -61,7 +71,7 @@ class HealthRows(SessionBound):
         )
 
 
-def _health(row: ProviderHealth) -> Health:
+def _health(row: Any) -> Health:
     return Health(
         state=BreakerState(row.state),
         consecutive_failures=row.consecutive_failures,
@@ -80,3 +90,11 @@ def _values(health: Health) -> dict[str, object]:
         "tokens_at": health.tokens_at,
         "updated_at": NOW,
     }
+
+
+_LOCK = (
+    select(ProviderHealth.__table__)
+    .where(ProviderHealth.provider.in_(bindparam("names", expanding=True)))
+    .order_by(ProviderHealth.provider)
+    .with_for_update()
+)

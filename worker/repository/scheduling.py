@@ -6,8 +6,20 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, any_, literal, or_, select, text, true, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from models.state import TRANSITIONS, BatchState, JobState, Transition
 from models.tables import Attempt, Batch, Job, JobEvent
@@ -65,35 +77,8 @@ class Scheduling(SessionBound):
         ``provider`` are taken too: that is failover at dispatch. ``FOR UPDATE SKIP LOCKED``
         lets dispatch proceed past rows another transaction is changing (a cancel, say).
         """
-        mine = Job.provider == provider
-        if stand_in_for:
-            listed = literal(provider) == any_(Job.providers)
-            mine = or_(mine, and_(Job.provider.in_(stand_in_for), listed))
-        columns = (
-            Job.id,
-            Job.batch_id,
-            Job.priority,
-            Job.run_after,
-            Job.created_at,
-            Job.model,
-            Job.input["num_images"].as_integer(),
-        )
-
-        def head(*where: Any) -> Select[Any]:
-            return (
-                select(*columns)
-                .where(Job.state == JobState.QUEUED, mine, Job.run_after <= NOW, *where)
-                .order_by(Job.priority.desc(), Job.run_after, Job.created_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-
-        running = select(Batch.id).where(Batch.state == BatchState.RUNNING).subquery()
-        per_batch = head(Job.batch_id == running.c.id).lateral()
-        rows = [
-            *self.run(head(Job.batch_id.is_(None))),
-            *self.run(select(per_batch).select_from(running.join(per_batch, true()))),
-        ]
+        params = {"due_provider": provider, "due_others": list(stand_in_for), "due_limit": limit}
+        rows = [*self.run(_DUE_UNBATCHED, params), *self.run(_DUE_BATCHED, params)]
         rows.sort(key=lambda r: (-r.priority, r.run_after, r.created_at))
         turn: dict[uuid.UUID | None, int] = {}
         ranked: list[tuple[int, int, Candidate]] = []
@@ -273,3 +258,45 @@ def job_values(new: NewJob) -> dict[str, Any]:
         "request_hash": new.request_hash,
         "batch_id": new.batch_id,
     }
+
+
+def _due_statements() -> tuple[Select[Any], Select[Any]]:
+    """The due jobs in no batch, and the head of each running batch's due jobs.
+
+    Built once, with the provider, the providers it stands in for, and the limit as
+    parameters: building the lateral join costs more CPU than running it.
+    """
+    provider = bindparam("due_provider", type_=Text)
+    others = bindparam("due_others", type_=ARRAY(Text))
+    mine = or_(
+        Job.provider == provider,
+        and_(Job.provider == any_(others), provider == any_(Job.providers)),
+    )
+    columns = (
+        Job.id,
+        Job.batch_id,
+        Job.priority,
+        Job.run_after,
+        Job.created_at,
+        Job.model,
+        Job.input["num_images"].as_integer(),
+    )
+
+    def head(*where: Any) -> Select[Any]:
+        return (
+            select(*columns)
+            .where(Job.state == JobState.QUEUED, mine, Job.run_after <= NOW, *where)
+            .order_by(Job.priority.desc(), Job.run_after, Job.created_at)
+            .limit(bindparam("due_limit", type_=Integer))
+            .with_for_update(skip_locked=True)
+        )
+
+    running = select(Batch.id).where(Batch.state == BatchState.RUNNING).subquery()
+    per_batch = head(Job.batch_id == running.c.id).lateral()
+    return (
+        head(Job.batch_id.is_(None)),
+        select(per_batch).select_from(running.join(per_batch, true())),
+    )
+
+
+_DUE_UNBATCHED, _DUE_BATCHED = _due_statements()
