@@ -90,13 +90,15 @@ class Running:
         return rows
 
     def trees(self) -> dict[str, list[psutil.Process]]:
-        """Every process of each part: api, worker, scheduler, emulator, postgres."""
+        """Every process of each part: editq's own, the services it uses, and the emulator."""
         parts = {
             "api": self.stack.procs["api"].pid,
             "worker": self.stack.procs["worker"].pid,
             "scheduler": self.stack.procs["scheduler"].pid,
+            "postgres": service_pid(self.home, "postgres"),
+            "valkey": service_pid(self.home, "valkey"),
+            "s3": service_pid(self.home, "seaweedfs"),
             "emulator": self.stack.procs["fal-emulator"].pid,
-            "postgres": postgres_pid(self.home),
         }
         trees = {}
         for name, pid in parts.items():
@@ -166,9 +168,9 @@ def memory_mb(procs: list[psutil.Process]) -> tuple[float, float]:
     return rss / 1e6, pss / 1e6
 
 
-def postgres_pid(home: Path) -> int:
-    """The embedded PostgreSQL's postmaster."""
-    return int(Home.at(home).pidfile("postgres").read_text().split()[0])
+def service_pid(home: Path, service: str) -> int:
+    """The main process of an embedded service (PostgreSQL's postmaster, say)."""
+    return int(Home.at(home).pidfile(service).read_text().split()[0])
 
 
 def jsonl(rows: int, image_url: str) -> bytes:
