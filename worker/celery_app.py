@@ -52,6 +52,14 @@ def configure(celery: Celery, settings: Settings) -> None:
     )
 
 
+#: Message priorities (on Redis, 0 is taken first). Dispatch, submit and poll go first:
+#: a claimed job holds a provider slot until its submit runs, and a poll is how a slot
+#: frees without webhooks. Copying outputs, batch files and callbacks hold no slot, and
+#: their rows' leases keep them safe while they wait behind.
+FIRST = 0
+AFTER = 6
+
+
 class CeleryQueue:
     """The :class:`worker.usecase.TaskQueue` that publishes Celery messages."""
 
@@ -59,8 +67,8 @@ class CeleryQueue:
         self._celery = celery
         self._queue = queue
 
-    def _send(self, name: str, *args: object) -> None:
-        self._celery.send_task(name, args=list(args), queue=self._queue)
+    def _send(self, name: str, *args: object, priority: int = FIRST) -> None:
+        self._celery.send_task(name, args=list(args), queue=self._queue, priority=priority)
 
     def dispatch(self) -> None:
         """Ask for a dispatch round."""
@@ -76,16 +84,16 @@ class CeleryQueue:
 
     def finalize(self, job_id: uuid.UUID, attempt: int) -> None:
         """Copy an attempt's outputs."""
-        self._send("editq.finalize", str(job_id), attempt)
+        self._send("editq.finalize", str(job_id), attempt, priority=AFTER)
 
     def cancel_at_provider(self, job_id: uuid.UUID, attempt: int) -> None:
         """Ask the provider to stop an attempt."""
-        self._send("editq.cancel_at_provider", str(job_id), attempt)
+        self._send("editq.cancel_at_provider", str(job_id), attempt, priority=AFTER)
 
     def finish_batch(self, batch_id: uuid.UUID) -> None:
         """Write a finished batch's result files."""
-        self._send("editq.finish_batch", str(batch_id))
+        self._send("editq.finish_batch", str(batch_id), priority=AFTER)
 
     def deliver_callback(self, callback_id: uuid.UUID, attempt: int) -> None:
         """Make one try of a producer callback."""
-        self._send("editq.deliver_callback", str(callback_id), attempt)
+        self._send("editq.deliver_callback", str(callback_id), attempt, priority=AFTER)

@@ -29,7 +29,7 @@ def test_delivery_is_at_least_once_and_json_only() -> None:
 def test_messages_carry_ids_only() -> None:
     celery = configured()
     sent: list[tuple[str, list[object], str]] = []
-    celery.send_task = lambda name, args, queue: sent.append((name, args, queue))  # type: ignore[method-assign]
+    celery.send_task = lambda name, args, queue, priority: sent.append((name, args, queue))  # type: ignore[method-assign]
     job_id = uuid.uuid4()
     queue = CeleryQueue(celery, "q1")
     queue.submit(job_id, 3)
