@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -129,19 +130,26 @@ def _empty_tables(request: pytest.FixtureRequest) -> None:
         )
 
 
-@pytest.fixture
-def celery_worker(container: Container) -> Iterator[None]:
-    """A real Celery worker consuming this run's queue, in a thread."""
+def worker_thread(
+    container: Container, pool: str = "threads", concurrency: int = 4
+) -> AbstractContextManager[object]:
+    """A real Celery worker consuming this run's queue, in a thread, while in the block."""
     celery_app.conf.task_default_queue = container.settings.queue
-    with start_worker(
+    return start_worker(
         celery_app,
-        pool="threads",
-        concurrency=4,
+        pool=pool,
+        concurrency=concurrency,
         perform_ping_check=False,
         queues=[container.settings.queue],
         loglevel="WARNING",
         shutdown_timeout=10,
-    ):
+    )
+
+
+@pytest.fixture
+def celery_worker(container: Container) -> Iterator[None]:
+    """A real Celery worker consuming this run's queue, in a thread."""
+    with worker_thread(container):
         yield
 
 

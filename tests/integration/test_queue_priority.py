@@ -6,11 +6,10 @@ import uuid
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from celery.signals import task_prerun
 
+from tests.integration.conftest import worker_thread
 from tests.waiting import wait_until
-from worker.celery_app import app as celery_app
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration
@@ -29,18 +28,10 @@ def test_a_submit_queued_behind_finalizes_runs_before_them(container: Container)
         container.queue.finalize(uuid.UUID(job_id), 1)
     container.queue.submit(uuid.UUID(submit), 1)
 
-    celery_app.conf.task_default_queue = container.settings.queue
     task_prerun.connect(note, weak=False)
     try:
         # One message at a time, so the order they are taken in is the order they run in.
-        with start_worker(
-            celery_app,
-            pool="solo",
-            concurrency=1,
-            perform_ping_check=False,
-            queues=[container.settings.queue],
-            loglevel="WARNING",
-        ):
+        with worker_thread(container, pool="solo", concurrency=1):
             wait_until(lambda: {j for _, j in ran} >= {submit, *finalizes}, what="all six ran")
     finally:
         task_prerun.disconnect(note)

@@ -219,7 +219,7 @@ def test_the_delivery_message_carries_ids_only() -> None:
     sent: list[tuple[str, list[object], str]] = []
 
     class Recorder:
-        def send_task(self, name: str, args: list[object], queue: str) -> None:
+        def send_task(self, name: str, args: list[object], queue: str, priority: int) -> None:
             sent.append((name, args, queue))
 
     callback_id = uuid.uuid4()

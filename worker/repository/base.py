@@ -160,9 +160,6 @@ class SessionBound:
             )
         )
 
-    def _update_attempt(self, attempt_id: uuid.UUID, **values: Any) -> None:
-        self.run(update(Attempt).where(Attempt.id == attempt_id).values(**values))
-
 
 def finished_attempt(outcome: str, fault: Fault) -> dict[str, Any]:
     """What an attempt that ended with ``fault`` records."""

@@ -92,6 +92,7 @@ def _values(health: Health) -> dict[str, object]:
     }
 
 
+#: Providers' health rows by name, locked in name order; built once.
 _LOCK = (
     select(ProviderHealth.__table__)
     .where(ProviderHealth.provider.in_(bindparam("names", expanding=True)))
