@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
-from models.state import IN_FLIGHT_STATES, TRANSITIONS, JobState, Transition
+from models.state import IN_FLIGHT_STATES, TRANSITIONS, Transition
 from models.tables import Attempt, Job, JobEvent
 from worker.providers.base import Fault
 from worker.wakeups import CHANNEL
@@ -59,9 +59,8 @@ class Plus:
 
 @dataclass(frozen=True, slots=True)
 class Moved:
-    """A job a transition moved: its attempt number and where its producer hears of it."""
+    """A job a transition moved, and where its producer hears of it (if anywhere)."""
 
-    attempt: int
     callback_url: str | None
 
 
@@ -136,29 +135,11 @@ class SessionBound:
         params.update(_params("v_", values))
         params.update(_params("a_", attempt_values))
         row = self.run(statement, params).first()
-        return None if row is None else Moved(row.attempt, row.callback_url)
+        return None if row is None else Moved(row.callback_url)
 
     def capacity_freed(self) -> None:
         """Wake the scheduler when this transaction commits: a provider slot may be free."""
         self.run(text(f"NOTIFY {CHANNEL}"))
-
-    def _event(
-        self,
-        job_id: uuid.UUID,
-        transition: Transition,
-        state: JobState,
-        attempt: int,
-    ) -> None:
-        self.run(
-            insert(JobEvent).values(
-                job_id=job_id,
-                transition=transition.value,
-                state=state,
-                attempt=attempt,
-                actor=self.actor,
-                data={},
-            )
-        )
 
 
 def finished_attempt(outcome: str, fault: Fault) -> dict[str, Any]:
@@ -268,7 +249,7 @@ def _move_statement(
             .values(**_set(Attempt, "a_", attempt_values))
             .cte("attempt_moved")
         )
-    columns: list[Any] = [moved.c.attempt, moved.c.callback_url]
+    columns: list[Any] = [moved.c.callback_url]
     if move.sources & IN_FLIGHT_STATES and move.target not in IN_FLIGHT_STATES:
         # Sent when this transaction commits: a provider slot may be free.
         columns.append(func.pg_notify(CHANNEL, ""))

@@ -37,7 +37,7 @@ class Scheduling(SessionBound):
         ).first()
         if inserted is None:
             return False
-        self._event(new.id, Transition.CREATE, JobState.QUEUED, 0)
+        self._created([new.id])
         return True
 
     def insert_jobs(self, jobs: Sequence[NewJob]) -> None:
@@ -45,18 +45,22 @@ class Scheduling(SessionBound):
         if not jobs:
             return
         self.s.execute(insert(Job), [job_values(new) for new in jobs])
+        self._created([new.id for new in jobs])
+
+    def _created(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """The create event of each of ``job_ids``, just inserted as queued."""
         self.run(
             insert(JobEvent),
             [
                 {
-                    "job_id": new.id,
+                    "job_id": job_id,
                     "transition": Transition.CREATE.value,
                     "state": JobState.QUEUED,
                     "attempt": 0,
                     "actor": self.actor,
                     "data": {},
                 }
-                for new in jobs
+                for job_id in job_ids
             ],
         )
 
