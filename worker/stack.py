@@ -89,6 +89,11 @@ class Stack:
         if proc.poll() is None:
             os.killpg(proc.pid, sig)
 
+    def exited(self) -> dict[str, int]:
+        """The processes that have ended, with their exit codes."""
+        codes = {name: proc.poll() for name, proc in self.procs.items()}
+        return {name: code for name, code in codes.items() if code is not None}
+
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM everything, then SIGKILL what is still running at the deadline."""
         for name in reversed(list(self.procs)):

@@ -77,12 +77,17 @@ def assert_nothing_lost_or_paid_twice(
     stack: Running, engine: Engine, job_ids: list[str], timeout: float = 240
 ) -> Counter[str]:
     """The suite's promise, checked after every scenario; returns jobs by final state."""
-    wait_until(
-        lambda: _unfinished(engine, job_ids) == 0,
-        timeout=timeout,
-        interval=0.5,
-        what="every job to end",
-    )
+
+    def all_ended() -> bool:
+        # A process that died (not one a scenario killed and restarted) fails at once.
+        exited = stack.stack.exited()
+        assert not exited, f"exited: {exited}; see the logs in {stack.stack.logs}"
+        return not _unfinished(engine, job_ids)
+
+    try:
+        wait_until(all_ended, timeout=timeout, interval=0.5, what="every job to end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; unfinished: {dict(_unfinished(engine, job_ids))}") from None
     with engine.connect() as conn:
         rows = conn.execute(select(Job.id, Job.state).where(Job.id.in_(job_ids))).all()
         succeeds = Counter(
@@ -115,9 +120,12 @@ def assert_nothing_lost_or_paid_twice(
     return states
 
 
-def _unfinished(engine: Engine, job_ids: list[str]) -> int:
+def _unfinished(engine: Engine, job_ids: list[str]) -> Counter[str]:
+    """The jobs not yet ended, by state."""
     with engine.connect() as conn:
-        count = conn.scalar(
-            select(func.count()).where(Job.id.in_(job_ids), Job.state.not_in(TERMINAL_STATES))
-        )
-    return int(count or 0)
+        rows = conn.execute(
+            select(Job.state, func.count())
+            .where(Job.id.in_(job_ids), Job.state.not_in(TERMINAL_STATES))
+            .group_by(Job.state)
+        ).all()
+    return Counter({state.value: count for state, count in rows})
