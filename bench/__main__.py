@@ -55,7 +55,8 @@ def headline(name: str, figures: Figures, results: dict[str, Figures]) -> str:
     if name == "latency_bound":
         return (
             f"{figures['jobs']} jobs in {figures['makespan_seconds']} s; ideal "
-            f"{figures['ideal_seconds']} s; {figures['makespan_over_ideal']} x ideal"
+            f"{figures['ideal_seconds']} s; {figures['makespan_over_ideal']} x ideal "
+            f"(a perfect dispatcher: {figures['best_possible_over_ideal']} x)"
         )
     if name == "naive_design":
         line = f"{figures['jobs']} jobs in {figures['makespan_seconds']} s; "
