@@ -77,21 +77,10 @@ class Running:
         A freshly started worker spends its first seconds importing and connecting; a
         catalog normally lands on workers that have been up for hours.
         """
-        answer = self.api.post(
-            "/v1/jobs",
-            json={
-                "model": "flux-kontext-pro",
-                "input": {"prompt": PROMPT, "image_url": self.source_url()},
-            },
-        )
-        answer.raise_for_status()
-        job_id = answer.json()["id"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.api.get(f"/v1/jobs/{job_id}").json()["state"] == "succeeded":
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"the warm-up job {job_id} did not succeed within 60 s")
+        batch_id, _ = self.submit_batch(1, self.source_url())
+        batch = self.wait_batch(batch_id, timeout=60)
+        if batch["done"] != 1:
+            raise RuntimeError(f"the warm-up job did not succeed: {batch}")
 
     def wait_batch(self, batch_id: str, timeout: float) -> dict[str, Any]:
         """Poll the batch until it is completed or canceled."""
