@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -155,13 +156,31 @@ def _frame(image: Image.Image, grade: Grade) -> None:
 
 def _caption(image: Image.Image, prompt: str) -> None:
     size = max(8, image.height // 22)
-    font = ImageFont.load_default(size=size)
+    font = _font(size)
     draw = ImageDraw.Draw(image)
     margin = max(2, min(image.size) // 32) + size // 2
     text = _fit_text(draw, font, " ".join(prompt.split()), image.width - 2 * margin)
     band_top = image.height - margin - size * 2
     draw.rectangle((0, band_top, image.width, image.height - margin), fill=(0, 0, 0))
     draw.text((margin, band_top + size // 2), text, fill=(255, 255, 255), font=font)
+
+
+_fonts = threading.local()
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The caption font at ``size``, loaded once per thread.
+
+    Loading parses the font file, and an emulator draws thousands of captions in a few
+    sizes. Each thread keeps its own, because a FreeType face must not be used by two
+    threads at once (edits run in a thread pool).
+    """
+    if not hasattr(_fonts, "by_size"):
+        _fonts.by_size = {}
+    loaded: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = _fonts.by_size
+    if size not in loaded:
+        loaded[size] = ImageFont.load_default(size=size)
+    return loaded[size]
 
 
 def _fit_text(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from emulators.imaging import MAX_SIDE, EditedImage, UnreadableImageError, apply_edit
+from emulators.imaging import MAX_SIDE, EditedImage, UnreadableImageError, _font, apply_edit
 
 
 def make_source(size: tuple[int, int] = (400, 300), image_format: str = "PNG") -> bytes:
@@ -52,6 +54,29 @@ def test_same_inputs_give_the_same_bytes() -> None:
 
     assert edit(source).data == edit(source).data
     assert edit(source, output_format="jpeg").data == edit(source, output_format="jpeg").data
+
+
+def test_a_thread_loads_each_caption_size_once_and_keeps_its_own() -> None:
+    mine = _font(12)
+    theirs: list[object] = []
+    other = threading.Thread(target=lambda: theirs.append(_font(12)))
+    other.start()
+    other.join()
+
+    assert _font(12) is mine
+    assert _font(13) is not mine
+    assert theirs[0] is not mine  # a FreeType face is never shared between threads
+
+
+def test_edits_in_parallel_threads_match_edits_one_at_a_time() -> None:
+    source = make_source((120, 90))
+    prompts = [f"make it season {n} with a long caption that must be cut" for n in range(8)]
+
+    alone = [edit(source, prompt).data for prompt in prompts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda prompt: edit(source, prompt).data, prompts))
+
+    assert together == alone
 
 
 def test_prompt_and_seed_change_the_output() -> None:
