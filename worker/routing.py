@@ -64,14 +64,16 @@ def dispatch(repo: Repository, limits: Limits, lease_seconds: float) -> list[Cla
         free = max(limits.capacity.get(name, 0) - in_flight.get(name, 0), 0)
         room[name] = free if breaker_limit is None else min(free, breaker_limit)
     closed = [name for name in limits.order if _refuses(health[name], room[name])]
+    waiting = repo.waiting_for(limits.order)
     claimed: list[Claimed] = []
     for name in limits.order:
-        if room[name] == 0:
+        others = [n for n in closed if n != name]
+        # Nothing waits for it, itself or through failover: no query, and no tokens taken.
+        if room[name] == 0 or waiting.isdisjoint([name, *others]):
             continue
         health[name], granted = take_tokens(health[name], now, limits.rates.get(name), room[name])
         if granted == 0:
             continue
-        others = [n for n in closed if n != name]
         due = repo.due(name, min(granted, CLAIM_BATCH), stand_in_for=others)
         ids = within_budget(due, name, budgets, over)
         got = repo.claim(name, ids, lease_seconds)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from emulators.server import RunningServer
 from models.state import JobState
@@ -157,6 +157,29 @@ def test_an_open_breaker_hands_its_queue_to_the_next_listed_provider(container: 
     assert states(container, failover) == [JobState.SUBMITTING] * 3
     # A job that lists no other provider waits for fal.
     assert states(container, fal_only) == [JobState.QUEUED] * 2
+
+
+def test_only_providers_someone_waits_for_are_searched_for_due_jobs(
+    container: Container,
+) -> None:
+    queue_jobs(container, 2, providers=("fal",))
+    with container.sessions.begin() as session:
+        assert Repository(session, "test").waiting_for(["fal", "runware", "runflow"]) == {"fal"}
+    searched: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
+        if "SKIP LOCKED" in statement:  # the due-job queries, one pair per provider searched
+            searched.append(str(params))
+
+    event.listen(container.engine, "before_cursor_execute", record)
+    try:
+        assert pipeline_for_all(container).dispatch() == 2
+    finally:
+        event.remove(container.engine, "before_cursor_execute", record)
+    # Runware and Runflow have room too, but no job waits for them (or for a provider
+    # they could stand in for), so a round costs their queries nothing.
+    assert len(searched) == 2
+    assert all("'fal'" in params for params in searched)
 
 
 def test_after_the_cooldown_one_probe_goes_to_the_provider(container: Container) -> None:

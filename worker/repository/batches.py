@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import Select, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.state import (
@@ -35,6 +35,29 @@ from worker.repository.transitions import Transitions
 
 #: Job states whose provider may have charged, or be about to, for the current attempt.
 _COMMITTED = (JobState.SUBMITTING, JobState.RUNNING, JobState.FINALIZING)
+
+
+def _budgets_statement() -> Select[Any]:
+    # Built once: every dispatch round runs it, and building it cost more than running it.
+    in_flight = func.count().filter(Job.state.in_(_COMMITTED))
+    images = Job.input["num_images"].as_integer().label("images")
+    return (
+        select(
+            Batch.id,
+            Batch.budget_usd,
+            Job.provider,
+            Job.model,
+            images,
+            in_flight,
+            func.sum(Job.cost_usd),
+        )
+        .join(Job, Job.batch_id == Batch.id)
+        .where(Batch.state == BatchState.RUNNING, Batch.budget_usd.is_not(None))
+        .group_by(Batch.id, Job.provider, Job.model, images)
+    )
+
+
+_BUDGETS = _budgets_statement()
 
 
 class BatchRows(Transitions):
@@ -134,22 +157,7 @@ class BatchRows(Transitions):
 
     def budgets(self) -> dict[uuid.UUID, BudgetUse]:
         """Each running batch with a budget: spend plus the list price of its in-flight jobs."""
-        in_flight = func.count().filter(Job.state.in_(_COMMITTED))
-        images = Job.input["num_images"].as_integer().label("images")
-        rows = self.s.execute(
-            select(
-                Batch.id,
-                Batch.budget_usd,
-                Job.provider,
-                Job.model,
-                images,
-                in_flight,
-                func.sum(Job.cost_usd),
-            )
-            .join(Job, Job.batch_id == Batch.id)
-            .where(Batch.state == BatchState.RUNNING, Batch.budget_usd.is_not(None))
-            .group_by(Batch.id, Job.provider, Job.model, images)
-        ).all()
+        rows = self.s.execute(_BUDGETS).all()
         uses: dict[uuid.UUID, BudgetUse] = {}
         for batch_id, budget, provider, model, images, flying, spent in rows:
             committed = (spent or Decimal(0)) + flying * list_price(provider, model, images or 1)

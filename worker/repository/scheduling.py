@@ -70,6 +70,14 @@ class Scheduling(SessionBound):
         """Serialise dispatchers for this transaction, so capacity is never over-claimed."""
         self.run(text("SELECT pg_advisory_xact_lock(hashtext('editq.dispatch'))"))
 
+    def waiting_for(self, providers: Sequence[str]) -> set[str]:
+        """The providers of ``providers`` that have a queued job waiting for them, due or not.
+
+        One index probe each: a dispatch round skips the due queries of a provider nobody
+        waits for, which in a one-provider deployment are most of a round's statements.
+        """
+        return set(self.run(_WAITING, {"names": list(providers)}).scalars())
+
     def due(self, provider: str, limit: int, stand_in_for: Sequence[str] = ()) -> list[Candidate]:
         """Up to ``limit`` due queued jobs for ``provider``, locked, in fair order.
 
@@ -304,3 +312,10 @@ def _due_statements() -> tuple[Select[Any], Select[Any]]:
 
 
 _DUE_UNBATCHED, _DUE_BATCHED = _due_statements()
+
+_WAITING = text(
+    """
+    SELECT name FROM unnest(CAST(:names AS text[])) AS p(name)
+    WHERE EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND provider = p.name)
+    """
+)
