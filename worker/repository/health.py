@@ -45,22 +45,7 @@ class HealthRows(SessionBound):
         The common case writes nothing and locks nothing, so a busy healthy provider does
         not serialise every submit on its health row.
         """
-        self.run(
-            update(ProviderHealth)
-            .where(
-                ProviderHealth.provider == provider,
-                or_(
-                    ProviderHealth.state != BreakerState.CLOSED.value,
-                    ProviderHealth.consecutive_failures != 0,
-                ),
-            )
-            .values(
-                state=BreakerState.CLOSED.value,
-                consecutive_failures=0,
-                opened_at=None,
-                updated_at=NOW,
-            )
-        )
+        self.run(_CLOSE, {"close_provider": provider})
 
     def save_health(self, provider: str, health: Health) -> None:
         """Write a provider's health back."""
@@ -98,4 +83,22 @@ _LOCK = (
     .where(ProviderHealth.provider.in_(bindparam("names", expanding=True)))
     .order_by(ProviderHealth.provider)
     .with_for_update()
+)
+
+#: Built once: every submit and every result runs it.
+_CLOSE = (
+    update(ProviderHealth)
+    .where(
+        ProviderHealth.provider == bindparam("close_provider"),
+        or_(
+            ProviderHealth.state != BreakerState.CLOSED.value,
+            ProviderHealth.consecutive_failures != 0,
+        ),
+    )
+    .values(
+        state=BreakerState.CLOSED.value,
+        consecutive_failures=0,
+        opened_at=None,
+        updated_at=NOW,
+    )
 )

@@ -102,12 +102,7 @@ class Reads(SessionBound):
 
     def in_flight(self) -> dict[str, int]:
         """Jobs each provider is working on (submitting or running), by provider."""
-        rows = self.s.execute(
-            select(Job.provider, func.count())
-            .where(Job.state.in_(IN_FLIGHT_STATES))
-            .group_by(Job.provider)
-        )
-        return {provider: count for provider, count in rows if provider}
+        return {provider: count for provider, count in self.run(_IN_FLIGHT) if provider}
 
 
 def filter_clauses(where: JobFilter) -> list[Any]:
@@ -184,6 +179,9 @@ _JOB_AT = (
     )
     .add_columns(*ATTEMPT_COLUMNS)
     .join(Attempt, and_(Attempt.job_id == Job.id, Attempt.number == bindparam("number")))
+)
+_IN_FLIGHT = (
+    select(Job.provider, func.count()).where(Job.state.in_(IN_FLIGHT_STATES)).group_by(Job.provider)
 )
 _ATTEMPT_WITH_JOB = (
     job_query(Attempt.id == bindparam("attempt_id"))

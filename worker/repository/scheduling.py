@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
     Integer,
+    Interval,
     Select,
     Text,
     and_,
@@ -152,13 +154,7 @@ class Scheduling(SessionBound):
         This is what keeps one attempt to one provider call: a redelivered submit message
         finds the attempt past ``pending`` and stops.
         """
-        row = self.run(
-            update(Attempt)
-            .where(Attempt.id == attempt_id, Attempt.outcome == "pending")
-            .values(outcome="sending")
-            .returning(Attempt.id)
-        ).first()
-        return row is not None
+        return self.run(_START_SENDING, {"s_attempt_id": attempt_id}).first() is not None
 
     def extend_lease(self, job_id: uuid.UUID, number: int, lease_seconds: float) -> bool:
         """Renew the lease of a submitting job whose submit message is being sent again."""
@@ -197,20 +193,13 @@ class Scheduling(SessionBound):
         self, job_id: uuid.UUID, number: int, token: uuid.UUID, lease_seconds: float
     ) -> bool:
         """Take the finalize lease unless another live finalize holds it."""
-        taken = self.run(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.state == JobState.FINALIZING,
-                Job.attempt == number,
-                or_(Job.lease_token.is_(None), Job.lease_expires_at < NOW),
-            )
-            .values(
-                lease_token=token, lease_expires_at=seconds_from_now(lease_seconds), updated_at=NOW
-            )
-            .returning(Job.id)
-        ).first()
-        return taken is not None
+        params = {
+            "f_job_id": job_id,
+            "f_number": number,
+            "f_token": token,
+            "f_lease": timedelta(seconds=lease_seconds),
+        }
+        return self.run(_TAKE_FINALIZE_LEASE, params).first() is not None
 
     def release_finalize_lease(self, job_id: uuid.UUID, token: uuid.UUID, delay: float) -> None:
         """Give the lease up so the reconcile tick re-runs finalize after ``delay``."""
@@ -318,4 +307,27 @@ _WAITING = text(
     SELECT name FROM unnest(CAST(:names AS text[])) AS p(name)
     WHERE EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND provider = p.name)
     """
+)
+
+# Built once, as the statements every job runs: building one costs more CPU than running it.
+_START_SENDING = (
+    update(Attempt)
+    .where(Attempt.id == bindparam("s_attempt_id"), Attempt.outcome == "pending")
+    .values(outcome="sending")
+    .returning(Attempt.id)
+)
+_TAKE_FINALIZE_LEASE = (
+    update(Job)
+    .where(
+        Job.id == bindparam("f_job_id"),
+        Job.state == JobState.FINALIZING,
+        Job.attempt == bindparam("f_number"),
+        or_(Job.lease_token.is_(None), Job.lease_expires_at < NOW),
+    )
+    .values(
+        lease_token=bindparam("f_token"),
+        lease_expires_at=NOW + bindparam("f_lease", type_=Interval),
+        updated_at=NOW,
+    )
+    .returning(Job.id)
 )
