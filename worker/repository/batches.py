@@ -157,7 +157,7 @@ class BatchRows(Transitions):
 
     def budgets(self) -> dict[uuid.UUID, BudgetUse]:
         """Each running batch with a budget: spend plus the list price of its in-flight jobs."""
-        rows = self.s.execute(_BUDGETS).all()
+        rows = self.run(_BUDGETS).all()
         uses: dict[uuid.UUID, BudgetUse] = {}
         for batch_id, budget, provider, model, images, flying, spent in rows:
             committed = (spent or Decimal(0)) + flying * list_price(provider, model, images or 1)

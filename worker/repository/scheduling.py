@@ -15,6 +15,8 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    exists,
+    func,
     or_,
     select,
     text,
@@ -302,12 +304,19 @@ def _due_statements() -> tuple[Select[Any], Select[Any]]:
 
 _DUE_UNBATCHED, _DUE_BATCHED = _due_statements()
 
-_WAITING = text(
-    """
-    SELECT name FROM unnest(CAST(:names AS text[])) AS p(name)
-    WHERE EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND provider = p.name)
-    """
-)
+
+def _waiting_statement() -> Select[Any]:
+    # One EXISTS probe of (state, provider) per name, not a scan of every queued job.
+    names = (
+        func.unnest(bindparam("names", type_=ARRAY(Text)))
+        .table_valued("name")
+        .render_derived(name="p")
+    )
+    queued = exists().where(Job.state == JobState.QUEUED, Job.provider == names.c.name)
+    return select(names.c.name).where(queued)
+
+
+_WAITING = _waiting_statement()
 
 # Built once, as the statements every job runs: building one costs more CPU than running it.
 _START_SENDING = (
