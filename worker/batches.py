@@ -243,7 +243,6 @@ class Batches:
             with self._db.transaction() as repo:
                 repo.delete_batch(new.id)
             raise
-        publish(self._queue.dispatch)
         return Submitted(self.get(new.id), True, tuple(rejects[:REJECTS_SHOWN]))
 
     def _earlier(self, key: str, fingerprint: str) -> Submitted | None:

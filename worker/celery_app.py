@@ -52,7 +52,7 @@ def configure(celery: Celery, settings: Settings) -> None:
     )
 
 
-#: Message priorities (on Redis, 0 is taken first). Dispatch, submit and poll go first:
+#: Message priorities (on Redis, 0 is taken first). Submit and poll go first:
 #: a claimed job holds a provider slot until its submit runs, and a poll is how a slot
 #: frees without webhooks. Copying outputs, batch files and callbacks hold no slot, and
 #: their rows' leases keep them safe while they wait behind.
@@ -69,10 +69,6 @@ class CeleryQueue:
 
     def _send(self, name: str, *args: object, priority: int = FIRST) -> None:
         self._celery.send_task(name, args=list(args), queue=self._queue, priority=priority)
-
-    def dispatch(self) -> None:
-        """Ask for a dispatch round."""
-        self._send("editq.dispatch")
 
     def submit(self, job_id: uuid.UUID, attempt: int) -> None:
         """Send an attempt to its provider."""

@@ -116,8 +116,6 @@ class Jobs:
             raise JobNotFound
         if not created and job.request_hash != fingerprint:
             raise IdempotencyConflict(key=idempotency_key)
-        if created:
-            publish(self._queue.dispatch)
         return job, created
 
     def route(
@@ -220,7 +218,6 @@ class Jobs:
             return RetryReport(matched, 0, sample, dry_run)
         with self._db.transaction() as repo:
             retried = repo.retry_matching(where, reason)
-        publish(self._queue.dispatch)
         return RetryReport(matched, len(retried), sample, dry_run=False)
 
     def retry(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
@@ -235,5 +232,4 @@ class Jobs:
                 f"job {job_id} is {job.state}; only failed or canceled jobs can be retried",
                 state=job.state.value,
             )
-        publish(self._queue.dispatch)
         return job

@@ -2,8 +2,9 @@
 
 A loop rather than celery beat: a tick needs no broker round trip, and running two
 schedulers is safe because dispatch serialises itself with an advisory lock. Between
-ticks it waits for capacity notifications (:mod:`worker.wakeups`) and dispatches at once,
-so a provider slot that frees up is refilled in milliseconds rather than at the next tick.
+ticks it waits for dispatch notifications (:mod:`worker.wakeups`) and dispatches at once,
+so a provider slot that frees up is refilled, and a new job sent, in milliseconds rather
+than at the next tick.
 """
 
 from __future__ import annotations

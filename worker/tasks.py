@@ -8,12 +8,6 @@ from worker.celery_app import app
 from worker.wiring import process_container
 
 
-@app.task(name="editq.dispatch")
-def dispatch() -> int:
-    """Claim queued jobs up to provider capacity."""
-    return process_container().pipeline().dispatch()
-
-
 @app.task(name="editq.submit")
 def submit(job_id: str, attempt: int) -> str:
     """Send one attempt to its provider."""

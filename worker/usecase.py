@@ -22,10 +22,6 @@ class TaskQueue(Protocol):
     row whose message went missing.
     """
 
-    def dispatch(self) -> None:
-        """Ask for a dispatch round soon."""
-        ...
-
     def submit(self, job_id: uuid.UUID, attempt: int) -> None:
         """Send attempt ``attempt`` of a job to its provider."""
         ...

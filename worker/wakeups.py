@@ -1,12 +1,14 @@
-"""Waking the scheduler when provider capacity frees up, so a slot is refilled at once.
+"""Waking the scheduler when a dispatch round has work: a slot freed or a job queued.
 
-Every transition that takes a job out of flight (the provider finished, failed, or the
-job was canceled) sends ``NOTIFY editq_capacity`` in its own transaction. The scheduler
-listens between ticks and runs a dispatch round when one arrives, after a short pause
-that lets a burst of completions share one round. PostgreSQL folds the notifications of
-one transaction into one, and the scheduler drains whatever queued up, so a thousand
-completions cost a few dispatch rounds, not a thousand. Without notifications (a lost
-connection) the tick still dispatches every ``tick_seconds``.
+Every transaction that takes a job out of flight (the provider finished, failed, or the
+job was canceled) or queues one (a new job or batch, a retry) sends
+``NOTIFY editq_dispatch`` with its writes, so the wake-up exists exactly when they commit,
+and no broker message is needed. The scheduler listens between ticks and runs a dispatch
+round when one arrives, after a short pause that lets a burst share one round.
+PostgreSQL folds the notifications of one transaction into one, and the scheduler drains
+whatever queued up, so a thousand completions cost a few dispatch rounds, not a
+thousand. Without notifications (a lost connection) the tick still dispatches every
+``tick_seconds``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger("editq.scheduler")
 
-#: The channel capacity-freeing transitions notify on.
-CHANNEL = "editq_capacity"
+#: The channel that transactions giving dispatch work notify on.
+CHANNEL = "editq_dispatch"
 
 
 class Wakeups:
@@ -36,7 +38,7 @@ class Wakeups:
             conn = self._connect()
             return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
         except psycopg.Error as exc:
-            log.warning("capacity notifications unavailable (%s); ticks carry on", exc)
+            log.warning("dispatch notifications unavailable (%s); ticks carry on", exc)
             self.close()
             return False
 

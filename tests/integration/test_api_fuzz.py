@@ -14,8 +14,7 @@ fixture serves the app; so each operation's strategy is taken with
 ``APIOperation.as_strategy`` and run under an ``@given`` of our own. That leaves out
 schemathesis' coverage phase (its explicit boundary cases); its fuzzing is what runs here.
 
-No Celery worker runs: created jobs stay queued, and their dispatch messages wait in this
-run's own queue.
+No scheduler or Celery worker runs: created jobs stay queued.
 """
 
 from __future__ import annotations

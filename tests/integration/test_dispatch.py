@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, func, select, text, update
 
 from emulators.server import RunningServer
 from models.state import JobState
 from models.tables import Job
-from tests.factories import job_request
+from tests.factories import data_uri, job_request
 from tests.waiting import wait_until
 from worker import scheduler
+from worker.batches import BatchOptions
 from worker.breaker import BreakerPolicy, BreakerState, Health
 from worker.pipeline import Pipeline
 from worker.providers.base import ErrorKind, Fault
-from worker.records import NewJob
+from worker.records import JobFilter, NewJob
 from worker.repository import Repository
-from worker.wakeups import Wakeups
+from worker.wakeups import CHANNEL, Wakeups
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration
@@ -214,28 +219,19 @@ def test_the_submit_rate_bounds_each_dispatch(container: Container) -> None:
 
 
 def test_a_freed_slot_is_refilled_at_once_not_at_the_next_tick(container: Container) -> None:
-    # Two jobs, room for one at a time, and a tick a minute apart: only the capacity
-    # notification of the first job's completion can get the second one sent in time.
+    # Two jobs, room for one at a time, and a tick a minute apart: only the notification
+    # of the first job's completion can get the second one sent in time.
     edit = job_request().input.model_dump(mode="json", exclude_none=True)
     ids = [uuid.uuid4(), uuid.uuid4()]
     with container.sessions.begin() as session:
-        for job_id in ids:  # inserted as the API does, minus its dispatch message
+        for job_id in ids:  # inserted as the API does, before the scheduler listens
             Repository(session, "test").insert_job(
                 NewJob(id=job_id, model="flux-kontext-pro", input=edit, providers=("fal",),
                        max_attempts=3)
             )  # fmt: skip
-    stop = threading.Event()
-    wakeups = Wakeups(container.settings.database_url)
-    loop = threading.Thread(
-        target=scheduler.run,
-        args=(pipeline_with_capacity(container, 1), container.batches("test"), 60.0, stop),
-        kwargs={"wakeups": wakeups},
-        daemon=True,
-    )
-    loop.start()  # its first tick sends the first job; the next tick is a minute away
     first, second = ids
     pipeline = container.pipeline("test")  # does what a worker would, in this thread
-    try:
+    with listening_scheduler(container, capacity=1):  # its first tick sends the first job
         wait_until(lambda: states(container, ids)[0] is JobState.SUBMITTING, what="job 1 claimed")
         assert pipeline.submit(first, 1) == "running"
         assert states(container, [second]) == [JobState.QUEUED]  # no room for it yet
@@ -246,7 +242,79 @@ def test_a_freed_slot_is_refilled_at_once_not_at_the_next_tick(container: Contai
             timeout=10,
             what="job 2 to be claimed well before the next tick",
         )
+
+
+def _canceled_job(container: Container) -> uuid.UUID:
+    [job_id] = queue_jobs(container, 1)
+    container.jobs("test").cancel(job_id)
+    return job_id
+
+
+ONE_ROW = {"external_id": "SKU-1", "image_url": data_uri(), "prompt": "make it blue"}
+
+#: The ways work reaches the queue, each given a canceled job it may send round again.
+ARRIVALS: dict[str, Callable[[Container, uuid.UUID], object]] = {
+    "a new job": lambda container, _: queue_jobs(container, 1),
+    "a batch": lambda container, _: container.batches("test").submit(
+        io.BytesIO(json.dumps(ONE_ROW).encode()), "jsonl", BatchOptions()
+    ),
+    "a retried job": lambda container, canceled: container.jobs("test").retry(canceled),
+    "a bulk retry": lambda container, _: container.jobs("test").retry_matching(
+        JobFilter(), "provider back", dry_run=False
+    ),
+}
+
+
+@pytest.mark.parametrize("arrival", list(ARRIVALS))
+def test_queued_work_is_sent_at_once_not_at_the_next_tick(
+    container: Container, arrival: str
+) -> None:
+    # A tick a minute apart, whose first run is over: only the notification the queuing
+    # transaction sends can get the job claimed within seconds.
+    canceled = _canceled_job(container)
+    with listening_scheduler(container, capacity=5):
+        ARRIVALS[arrival](container, canceled)
+        wait_until(
+            lambda: in_state(container, JobState.SUBMITTING) == 1,
+            timeout=10,
+            what="the queued job to be claimed well before the next tick",
+        )
+
+
+@contextmanager
+def listening_scheduler(container: Container, capacity: int) -> Iterator[None]:
+    """The scheduler loop, ticking a minute apart, once its first tick is over."""
+    stop = threading.Event()
+    wakeups = Wakeups(container.settings.database_url)
+    loop = threading.Thread(
+        target=scheduler.run,
+        args=(pipeline_with_capacity(container, capacity), container.batches("test"), 60.0, stop),
+        kwargs={"wakeups": wakeups},
+        daemon=True,
+    )
+    loop.start()
+    try:
+        # The loop listens after its first tick; PostgreSQL shows the connection doing so.
+        wait_until(lambda: listeners(container) == 1, what="the scheduler to listen")
+        yield
     finally:
         stop.set()
+        with container.engine.begin() as conn:  # ends its wait, so it sees the stop
+            conn.execute(text(f"NOTIFY {CHANNEL}"))
         loop.join(10)
         wakeups.close()
+
+
+def listeners(container: Container) -> int:
+    with container.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE query = :listen"),
+                {"listen": f"LISTEN {CHANNEL}"},
+            ).scalar_one()
+        )
+
+
+def in_state(container: Container, state: JobState) -> int:
+    with container.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(Job.state == state)).scalar_one())

@@ -34,9 +34,7 @@ def test_messages_carry_ids_only() -> None:
     queue = CeleryQueue(celery, "q1")
     queue.submit(job_id, 3)
     queue.finalize(job_id, 3)
-    queue.dispatch()
     assert sent == [
         ("editq.submit", [str(job_id), 3], "q1"),
         ("editq.finalize", [str(job_id), 3], "q1"),
-        ("editq.dispatch", [], "q1"),
     ]

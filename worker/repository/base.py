@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
-from models.state import IN_FLIGHT_STATES, TRANSITIONS, Transition
+from models.state import IN_FLIGHT_STATES, TRANSITIONS, JobState, Move, Transition
 from models.tables import Attempt, Job, JobEvent
 from worker.providers.base import Fault
 from worker.wakeups import CHANNEL
@@ -137,9 +137,18 @@ class SessionBound:
         row = self.run(statement, params).first()
         return None if row is None else Moved(row.callback_url)
 
-    def capacity_freed(self) -> None:
-        """Wake the scheduler when this transaction commits: a provider slot may be free."""
+    def wake_dispatch(self) -> None:
+        """Wake the scheduler when this transaction commits: a slot or a job may be waiting.
+
+        PostgreSQL sends one notification per transaction however often this is called.
+        """
         self.run(text(f"NOTIFY {CHANNEL}"))
+
+
+def wakes_dispatch(move: Move) -> bool:
+    """Whether ``move`` can give a dispatch round work: it frees a slot or queues a job."""
+    leaves_flight = bool(move.sources & IN_FLIGHT_STATES) and move.target not in IN_FLIGHT_STATES
+    return leaves_flight or move.target is JobState.QUEUED
 
 
 def finished_attempt(outcome: str, fault: Fault) -> dict[str, Any]:
@@ -250,7 +259,6 @@ def _move_statement(
             .cte("attempt_moved")
         )
     columns: list[Any] = [moved.c.callback_url]
-    if move.sources & IN_FLIGHT_STATES and move.target not in IN_FLIGHT_STATES:
-        # Sent when this transaction commits: a provider slot may be free.
+    if wakes_dispatch(move):
         columns.append(func.pg_notify(CHANNEL, ""))
     return select(*columns).add_cte(*parts)

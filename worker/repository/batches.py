@@ -250,7 +250,7 @@ class BatchRows(Transitions):
             )
             self.notify_jobs([job_id for job_id, _, _ in rows])
             if any(state in IN_FLIGHT_STATES for _, _, state in rows):
-                self.capacity_freed()
+                self.wake_dispatch()
         return [(job_id, attempt, state) for job_id, attempt, state in rows]
 
     # -- finishing ------------------------------------------------------------------------

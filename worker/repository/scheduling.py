@@ -52,7 +52,8 @@ class Scheduling(SessionBound):
         self._created([new.id for new in jobs])
 
     def _created(self, job_ids: Sequence[uuid.UUID]) -> None:
-        """The create event of each of ``job_ids``, just inserted as queued."""
+        """The create event of each of ``job_ids``, just inserted as queued; wakes dispatch."""
+        self.wake_dispatch()
         self.run(
             insert(JobEvent),
             [

@@ -246,6 +246,7 @@ class Transitions(CallbackRows):
                 ],
             )
             self.reopen_batches([job_id for job_id, _ in rows])
+            self.wake_dispatch()
         return [job_id for job_id, _ in rows]
 
     def reopen_batches(self, job_ids: Sequence[uuid.UUID]) -> None:
