@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -141,6 +143,32 @@ def test_an_oversized_body_is_refused_before_it_is_read(
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "body_too_large"
     assert _rows(container) == (0, 0)
+
+
+def test_a_batch_file_is_bounded_by_its_own_limit_not_the_request_limit(
+    container: Container,
+) -> None:
+    # A request limit of 1 KiB and a batch limit of 4 KiB, and a 2 KiB file: the file
+    # passes the request limit's place, and a 5 KiB one is refused by its own.
+    bounded = dataclasses.replace(
+        container,
+        settings=container.settings.model_copy(
+            update={"max_request_bytes": 1024, "batch_max_bytes": 4096}
+        ),
+    )
+    row = json.dumps({"external_id": "SKU-1", "image_url": "https://example.com/a.png",
+                      "prompt": "p"})  # fmt: skip
+    headers = {**AUTH, "Content-Type": "application/x-ndjson"}
+    with run_in_thread(create_app(bounded)) as server, httpx.Client(base_url=server.url) as c:
+        fits = "\n".join([row] * (2048 // len(row))).encode()
+        assert c.post("/v1/batches", content=fits, headers=headers).status_code == 201
+        queued = _rows(container)
+        too_big = b" " * (5 * 1024 - len(row)) + row.encode()
+        answer = c.post("/v1/batches", content=too_big, headers=headers)
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "body_too_large"
+    assert "EDITQ_BATCH_MAX_BYTES" in answer.json()["error"]["message"]
+    assert _rows(container) == queued
 
 
 def test_idempotency_key_gives_back_the_same_job(

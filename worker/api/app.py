@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.api import errors, routes_batches, routes_jobs, routes_system
 from worker.api.auth import KeyRing
@@ -22,26 +22,46 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     app.state.keys = KeyRing(k.get_secret_value() for k in container.settings.api_keys)
     errors.install(app)
-    limit = container.settings.max_request_bytes
-    batch_limit = container.settings.batch_max_bytes
-
-    @app.middleware("http")
-    async def _bounded_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # Refuse an oversized body before reading it; a data-URI image is the largest input
-        # of a job. A batch file has its own, larger bound, counted as it streams in.
-        declared = request.headers.get("content-length", "0")
-        if request.url.path == "/v1/batches" and request.method == "POST":
-            bound, setting = batch_limit, "EDITQ_BATCH_MAX_BYTES"
-        else:
-            bound, setting = limit, "EDITQ_MAX_REQUEST_BYTES"
-        if declared.isascii() and declared.isdigit() and int(declared) > bound:
-            message = f"request body is larger than {bound} bytes ({setting})"
-            return JSONResponse(errors.error_body("body_too_large", message), status_code=413)
-        return await call_next(request)
-
+    app.add_middleware(
+        BoundedBody,
+        limit=container.settings.max_request_bytes,
+        batch_limit=container.settings.batch_max_bytes,
+    )
     app.include_router(routes_jobs.router)
     app.include_router(routes_batches.router)
     app.include_router(routes_system.router)
     return app
+
+
+class BoundedBody:
+    """Refuses a body larger than its bound from its declared length, before reading it.
+
+    A data-URI image is the largest input of a job. A batch file has its own, larger
+    bound, also counted as it streams in. Plain ASGI rather than ``@app.middleware``:
+    that wrapper runs every request in a task of its own behind a stream, which cost the
+    webhook path more than the check itself.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, batch_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.batch_limit = batch_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        if scope["path"] == "/v1/batches" and scope["method"] == "POST":
+            bound, setting = self.batch_limit, "EDITQ_BATCH_MAX_BYTES"
+        else:
+            bound, setting = self.limit, "EDITQ_MAX_REQUEST_BYTES"
+        declared = Headers(scope=scope).get("content-length", "0")
+        if declared.isascii() and declared.isdigit() and int(declared) > bound:
+            message = f"request body is larger than {bound} bytes ({setting})"
+            return JSONResponse(errors.error_body("body_too_large", message), status_code=413)
+        return None
