@@ -1,0 +1,58 @@
+"""``make bench`` itself, at its quick sizes: every scenario runs on the real stack.
+
+Speed is not asserted here; ``make bench`` measures it. This proves the benchmark still
+runs end to end and writes every figure the README quotes, so it cannot rot unseen.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.scenarios import SCENARIOS, Scale
+
+pytestmark = pytest.mark.acceptance
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(900)
+def test_the_quick_benchmark_runs_every_scenario_and_writes_its_figures(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "figures.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "editq benchmark" in run.stdout  # the table
+
+    report = json.loads(out.read_text())
+    quick = Scale.quick()
+    figures = report["results"]
+    assert report["quick"] is True
+    assert set(figures) == set(SCENARIOS)
+    assert set(report["machine"]) >= {"cpus", "cpu_model", "python"}
+    latency = figures["latency_bound"]
+    assert latency["succeeded"] == latency["jobs"] == quick.latency_jobs
+    assert latency["makespan_seconds"] >= latency["ideal_seconds"] > 0
+    assert set(latency["stage_seconds_p50_p90"]) == {
+        "claimed", "submitting", "at_provider", "finalizing"
+    }  # fmt: skip
+    assert figures["naive_design"]["jobs"] == quick.naive_jobs
+    overhead = figures["overhead"]
+    assert overhead["succeeded"] == overhead["jobs"] == quick.overhead_jobs
+    assert set(overhead["cpu_ms_per_job"]) >= {"api", "worker", "scheduler", "postgres"}
+    assert figures["ingest"]["queued"] == figures["ingest"]["rows"] == quick.ingest_rows
+    assert figures["memory"]["jobs_in_flight"] >= quick.memory_jobs
+    assert figures["memory"]["worker_rss_mb"] > 0
+    assert report["speedup_over_naive"] > 0
