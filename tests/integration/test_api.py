@@ -148,8 +148,8 @@ def test_an_oversized_body_is_refused_before_it_is_read(
 def test_a_batch_file_is_bounded_by_its_own_limit_not_the_request_limit(
     container: Container,
 ) -> None:
-    # A request limit of 1 KiB and a batch limit of 4 KiB, and a 2 KiB file: the file
-    # passes the request limit's place, and a 5 KiB one is refused by its own.
+    # A request limit of 1 KiB and a batch limit of 4 KiB: a 2 KiB batch file is taken
+    # although it is over the request limit, and a 5 KiB one is refused by its own.
     bounded = dataclasses.replace(
         container,
         settings=container.settings.model_copy(
