@@ -309,7 +309,10 @@ def listeners(container: Container) -> int:
     with container.engine.connect() as conn:
         return int(
             conn.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE query = :listen"),
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query = :listen"
+                ),
                 {"listen": f"LISTEN {CHANNEL}"},
             ).scalar_one()
         )
