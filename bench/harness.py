@@ -32,6 +32,8 @@ from worker.wiring import build
 
 API_KEY = "bench-key"
 PROMPT = "Replace the background with a sunlit beach"
+#: Twice the threads of ``editq worker`` (16 by default).
+WARM_UP_JOBS = 32
 
 
 @dataclass
@@ -72,15 +74,17 @@ class Running:
         return str(answer.json()["id"]), took
 
     def warm_up(self) -> None:
-        """Take one job end to end, so the clock starts on running, connected processes.
+        """Take a few jobs end to end, so the clock starts on running, connected processes.
 
-        A freshly started worker spends its first seconds importing and connecting; a
-        catalog normally lands on workers that have been up for hours.
+        A freshly started worker spends its first seconds importing and connecting, and
+        each of its threads pays once for its first task; a catalog normally lands on
+        workers that have been up for hours. Twice as many jobs as the worker has
+        threads make every thread run, and every pool hold the connections it keeps.
         """
-        batch_id, _ = self.submit_batch(1, self.source_url())
+        batch_id, _ = self.submit_batch(WARM_UP_JOBS, self.source_url())
         batch = self.wait_batch(batch_id, timeout=60)
-        if batch["done"] != 1:
-            raise RuntimeError(f"the warm-up job did not succeed: {batch}")
+        if batch["done"] != WARM_UP_JOBS:
+            raise RuntimeError(f"the warm-up jobs did not all succeed: {batch}")
 
     def wait_batch(self, batch_id: str, timeout: float) -> dict[str, Any]:
         """Poll the batch until it is completed or canceled."""
