@@ -119,7 +119,8 @@ class BatchRows(Transitions):
             )
 
     def open_batch(self, batch_id: uuid.UUID, total: int, accepted: int, rejected: int) -> None:
-        """Every row is in: the batch's jobs may be dispatched."""
+        """Every row is in: the batch's jobs may be dispatched, so dispatch is woken."""
+        self.wake_dispatch()
         self.s.execute(
             update(Batch)
             .where(Batch.id == batch_id, Batch.state == BatchState.VALIDATING)

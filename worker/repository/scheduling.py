@@ -42,6 +42,7 @@ class Scheduling(SessionBound):
         if inserted is None:
             return False
         self._created([new.id])
+        self.wake_dispatch()
         return True
 
     def insert_jobs(self, jobs: Sequence[NewJob]) -> None:
@@ -52,8 +53,7 @@ class Scheduling(SessionBound):
         self._created([new.id for new in jobs])
 
     def _created(self, job_ids: Sequence[uuid.UUID]) -> None:
-        """The create event of each of ``job_ids``, just inserted as queued; wakes dispatch."""
-        self.wake_dispatch()
+        """The create event of each of ``job_ids``, just inserted as queued."""
         self.run(
             insert(JobEvent),
             [
