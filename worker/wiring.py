@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 from dataclasses import dataclass, field
 
 import boto3
@@ -212,7 +213,24 @@ def _dispatch_order(default: list[str], registered: dict[str, Provider]) -> tupl
     return tuple(dict.fromkeys([*default, *registered]))
 
 
+_first_build = threading.Lock()
+
+
 @functools.cache
-def process_container() -> Container:
-    """This process's container, built on first use (after a worker process forked)."""
+def _built_once() -> Container:
     return build(load_settings())
+
+
+def process_container() -> Container:
+    """This process's container, built on first use (after a worker process forked).
+
+    A thread pool starts its threads' first tasks together; the lock makes them wait for
+    the one container instead of each building its own.
+    """
+    with _first_build:
+        return _built_once()
+
+
+def forget_process_container() -> None:
+    """Drop this process's container; the next use builds one from the settings then."""
+    _built_once.cache_clear()

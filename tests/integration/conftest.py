@@ -23,7 +23,7 @@ from emulators.runware import create_app as create_runware_app
 from emulators.server import RunningServer, run_in_thread
 from worker import scheduler
 from worker.celery_app import app as celery_app
-from worker.wiring import Container, process_container
+from worker.wiring import Container, forget_process_container, process_container
 
 pytestmark = pytest.mark.integration
 
@@ -108,11 +108,11 @@ def container(
         for key, value in env.items():
             patch.setenv(key, value)
         patch.delenv("EDITQ_PUBLIC_URL", raising=False)
-        process_container.cache_clear()
+        forget_process_container()
         built = process_container()
         yield built
         built.close()
-        process_container.cache_clear()
+        forget_process_container()
 
 
 @pytest.fixture(autouse=True)
