@@ -22,12 +22,12 @@ import httpx
 import psutil
 from sqlalchemy import create_engine, text
 
-from worker import services
 from worker.config import load_settings
+from worker.dev import services
+from worker.dev.processes import Ports, Processes, local_env
+from worker.dev.samples import product_photo
+from worker.dev.services.home import Home
 from worker.migrate import upgrade
-from worker.samples import product_photo
-from worker.services.home import Home
-from worker.stack import Ports, Stack, local_env
 from worker.wiring import build
 
 API_KEY = "bench-key"
@@ -40,7 +40,7 @@ WARM_UP_JOBS = 32
 class Running:
     """A running stack and what a scenario needs to drive and measure it."""
 
-    stack: Stack
+    stack: Processes
     env: dict[str, str]
     api: httpx.Client
     emulator: httpx.Client
@@ -212,7 +212,7 @@ def stack(
     # This process builds a container too (to upload sources), from the same settings.
     os.environ.update(env)
     try:
-        with Stack(env, home / "logs") as running:
+        with Processes(env, home / "logs") as running:
             fal = f"http://127.0.0.1:{ports.fal}"
             running.start(
                 "fal-emulator",

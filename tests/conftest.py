@@ -34,7 +34,7 @@ def embedded_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | N
     if external_services():
         yield None
         return
-    from worker import services
+    from worker.dev import services
 
     home = Path(tmp_path_factory.mktemp("editq-home"))
     try:
@@ -50,7 +50,7 @@ def service_env(embedded_home: Path | None) -> dict[str, str]:
     if embedded_home is None:
         keys = (*OVERRIDES, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "EDITQ_S3_REGION")
         return {k: os.environ[k] for k in keys if k in os.environ}
-    from worker import services
+    from worker.dev import services
 
     return dict(services.env(embedded_home).values)
 

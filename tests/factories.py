@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from worker.canonical import EditInput
-from worker.jobs import JobRequest
-from worker.samples import product_photo
+from worker.dev.samples import product_photo
+from worker.usecases.jobs import JobRequest
+from worker.values.canonical import EditInput
 
 
 def data_uri(seed: int = 1) -> str:

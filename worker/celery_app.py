@@ -61,7 +61,7 @@ AFTER = 6
 
 
 class CeleryQueue:
-    """The :class:`worker.usecase.TaskQueue` that publishes Celery messages."""
+    """The :class:`worker.database.TaskQueue` that publishes Celery messages."""
 
     def __init__(self, celery: Celery, queue: str) -> None:
         self._celery = celery

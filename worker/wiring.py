@@ -16,26 +16,29 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
-from worker.batches import Batches
-from worker.breaker import BreakerPolicy
-from worker.callback_events import CallbackPolicy
-from worker.callbacks import Callbacks, CallbackTargets
 from worker.celery_app import CeleryQueue, configure
 from worker.celery_app import app as default_celery
 from worker.config import Settings, load_settings
+from worker.database import Database, TaskQueue
 from worker.fetch import Fetcher
-from worker.jobs import Jobs
-from worker.pipeline import Pipeline, Policy
+from worker.pipeline.policy import Policy
+from worker.pipeline.steps import Pipeline
+from worker.pipeline.wakeups import Wakeups
 from worker.providers.base import Provider
-from worker.providers.fal import FalProvider
-from worker.providers.fal_signature import JwksCache
-from worker.providers.runflow import RunflowProvider
-from worker.providers.runware import RunwareProvider
-from worker.retry import RetryPolicy
-from worker.routing import Limits
-from worker.sources import source_size
+from worker.providers.fal.adapter import FalProvider
+from worker.providers.fal.signature import JwksCache
+from worker.providers.runflow.adapter import RunflowProvider
+from worker.providers.runware.adapter import RunwareProvider
+from worker.providers.sources import source_size
+from worker.storage.base import Storage
 from worker.storage.s3 import S3Storage
-from worker.usecase import Database, TaskQueue
+from worker.usecases.batches import Batches
+from worker.usecases.callbacks import Callbacks, CallbackTargets
+from worker.usecases.jobs import Jobs
+from worker.usecases.provider_status import ProviderStatus, provider_status
+from worker.values.breaker import BreakerPolicy, Limits
+from worker.values.callback_events import CallbackPolicy
+from worker.values.retry import RetryPolicy
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Container:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    storage: S3Storage
+    storage: Storage
     providers: dict[str, Provider]
     queue: TaskQueue
     celery: Celery
@@ -56,7 +59,7 @@ class Container:
     def jobs(self, actor: str) -> Jobs:
         """The producer and ops use cases, recording ``actor`` on every event."""
         return Jobs(
-            Database(self.sessions, actor),
+            self.database(actor),
             self.queue,
             self.providers,
             self.settings.providers,
@@ -70,7 +73,7 @@ class Container:
         """The batch use cases, recording ``actor`` on every event."""
         s = self.settings
         return Batches(
-            Database(self.sessions, actor),
+            self.database(actor),
             self.queue,
             self.storage,
             self.jobs(actor),
@@ -114,7 +117,7 @@ class Container:
         """Delivering producer callbacks, and the ops use cases over them."""
         secret = self.settings.callback_secret
         return Callbacks(
-            Database(self.sessions, actor),
+            self.database(actor),
             self.storage,
             self.fetcher,
             self.http,
@@ -126,7 +129,7 @@ class Container:
     def pipeline(self, actor: str = "worker", policy: Policy | None = None) -> Pipeline:
         """The pipeline steps, recording ``actor`` on every event."""
         return Pipeline(
-            Database(self.sessions, actor),
+            self.database(actor),
             self.providers,
             self.storage,
             self.fetcher,
@@ -134,6 +137,18 @@ class Container:
             policy or self.policy(),
             self.rng,
         )
+
+    def database(self, actor: str) -> Database:
+        """Transactions whose events record ``actor``."""
+        return Database(self.sessions, actor)
+
+    def provider_status(self, actor: str) -> list[ProviderStatus]:
+        """Every provider's breaker, jobs in flight and limits, in dispatch order."""
+        return provider_status(self.database(actor), self.policy().limits)
+
+    def wakeups(self) -> Wakeups:
+        """A LISTEN connection of its own for the scheduler's dispatch wake-ups."""
+        return Wakeups(self.settings.database_url)
 
     def close(self) -> None:
         """Release connections."""

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.waiting import wait_until
-from worker.stack import Ports, Stack, local_env, start_all
+from worker.dev.processes import Ports, Processes, local_env, start_all
 
 API_KEY = "acceptance-key"
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -45,7 +45,7 @@ PROVIDERS = ("fal", "runware", "runflow")
 class Running:
     """A running stack, a client for its API and one for each provider emulator."""
 
-    stack: Stack
+    stack: Processes
     api: httpx.Client
     emulators: dict[str, httpx.Client]
 
@@ -139,7 +139,7 @@ def start_stack(
         EDITQ_FAL_JWKS_REFETCH_SECONDS="0.5",
     )
     env.update(extra_env or {})
-    with Stack(env, logs) as stack:
+    with Processes(env, logs) as stack:
         start_all(stack, ports)
         headers = {"Authorization": f"Bearer {API_KEY}"}
         keys = {"fal": "Key test", "runware": "Bearer test", "runflow": "Bearer test"}

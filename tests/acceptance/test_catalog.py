@@ -24,7 +24,7 @@ from tests.acceptance.conftest import Running, start_stack
 from tests.emulator_support import Receiver
 from tests.waiting import wait_until
 from worker.config import load_settings
-from worker.samples import catalog
+from worker.dev.samples import catalog
 from worker.wiring import build
 
 pytestmark = pytest.mark.acceptance

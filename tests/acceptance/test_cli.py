@@ -9,7 +9,7 @@ import pytest
 
 from tests.acceptance.conftest import Running, start_stack
 from tests.waiting import wait_until
-from worker.samples import product_photo
+from worker.dev.samples import product_photo
 
 pytestmark = pytest.mark.acceptance
 

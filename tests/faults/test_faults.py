@@ -40,7 +40,7 @@ def test_valkey_stopped_and_restarted_mid_run(
     stack: Running, engine: Engine, embedded_home: Path | None
 ) -> None:
     home = _embedded(embedded_home)
-    from worker import services
+    from worker.dev import services
 
     jobs = submit_all(stack)
     wait_until(lambda: _progress(stack, JOBS // 4), timeout=120, what="progress")
@@ -56,7 +56,7 @@ def test_postgresql_restarted_mid_run(
     stack: Running, engine: Engine, embedded_home: Path | None
 ) -> None:
     home = _embedded(embedded_home)
-    from worker import services
+    from worker.dev import services
 
     jobs = submit_all(stack)
     wait_until(lambda: _progress(stack, JOBS // 4), timeout=120, what="progress")
@@ -98,7 +98,7 @@ def test_s3_unreachable_for_ten_seconds(
     stack: Running, engine: Engine, embedded_home: Path | None
 ) -> None:
     home = _embedded(embedded_home)
-    from worker import services
+    from worker.dev import services
 
     jobs = submit_all(stack)
     wait_until(lambda: _progress(stack, JOBS // 5), timeout=120, what="progress")

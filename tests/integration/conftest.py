@@ -21,8 +21,8 @@ from emulators.runflow import create_app as create_runflow_app
 from emulators.runware import RunwareEmulatorConfig
 from emulators.runware import create_app as create_runware_app
 from emulators.server import RunningServer, run_in_thread
-from worker import scheduler
 from worker.celery_app import app as celery_app
+from worker.pipeline import scheduler
 from worker.wiring import Container, forget_process_container, process_container
 
 pytestmark = pytest.mark.integration

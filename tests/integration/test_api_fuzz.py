@@ -49,8 +49,8 @@ from emulators.server import run_in_thread
 from tests.factories import data_uri, job_body, job_request
 from tests.integration.conftest import API_KEY
 from worker.api.app import create_app
-from worker.batches import BatchOptions
-from worker.storable import MAX_JSON_DEPTH
+from worker.usecases.batches import BatchOptions
+from worker.values.storable import MAX_JSON_DEPTH
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration

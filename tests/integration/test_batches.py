@@ -22,11 +22,11 @@ from tests.factories import data_uri, job_request
 from tests.integration.conftest import API_KEY
 from tests.waiting import wait_until
 from worker.api.app import create_app
-from worker.batches import BatchOptions, BatchTooLarge
-from worker.errors import EditqError
+from worker.errors import BatchTooLarge, EditqError
 from worker.fetch import Fetcher
-from worker.pipeline import Pipeline
-from worker.records import JobFilter
+from worker.pipeline.steps import Pipeline
+from worker.usecases.batches import BatchOptions
+from worker.values.records import JobFilter
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration

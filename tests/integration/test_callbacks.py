@@ -27,9 +27,9 @@ from tests.factories import job_body, job_request
 from tests.integration.conftest import API_KEY, CALLBACK_SECRET
 from tests.waiting import wait_until
 from worker.api.app import create_app
-from worker.callback_events import CallbackDetail, CallbackFilter, CallbackState
+from worker.database import Database
 from worker.fetch import Fetcher
-from worker.usecase import Database
+from worker.values.callback_events import CallbackDetail, CallbackFilter, CallbackState
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration

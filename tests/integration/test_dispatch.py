@@ -20,14 +20,15 @@ from models.state import JobState
 from models.tables import Job
 from tests.factories import data_uri, job_request
 from tests.waiting import wait_until
-from worker import scheduler
-from worker.batches import BatchOptions
-from worker.breaker import BreakerPolicy, BreakerState, Health
-from worker.pipeline import Pipeline
-from worker.providers.base import ErrorKind, Fault
-from worker.records import JobFilter, NewJob
+from worker.faults import ErrorKind, Fault
+from worker.pipeline import scheduler
+from worker.pipeline.steps import Pipeline
+from worker.pipeline.wakeups import Wakeups
 from worker.repository import Repository
-from worker.wakeups import CHANNEL, Wakeups
+from worker.repository.base import CHANNEL
+from worker.usecases.batches import BatchOptions
+from worker.values.breaker import BreakerPolicy, BreakerState, Health
+from worker.values.records import JobFilter, NewJob
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,12 @@ from models.state import JobState
 from models.tables import Job
 from tests.factories import edit_input, job_request
 from tests.waiting import wait_until
-from worker.outputs import upload_key
-from worker.pipeline import Pipeline
-from worker.providers.fal import FalProvider
-from worker.providers.fal_signature import JwksCache
+from worker.database import Database
+from worker.pipeline.outputs import upload_key
+from worker.pipeline.steps import Pipeline
+from worker.providers.fal.adapter import FalProvider
+from worker.providers.fal.signature import JwksCache
 from worker.repository import Repository
-from worker.usecase import Database
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration

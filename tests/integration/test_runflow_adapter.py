@@ -22,18 +22,18 @@ from emulators.faults import WebhookPolicy
 from emulators.runflow import RunflowEmulatorConfig, create_app
 from emulators.server import RunningServer, run_in_thread
 from tests.waiting import wait_until
-from worker.canonical import EditInput
+from worker.errors import WebhookRejected
+from worker.faults import ErrorKind
 from worker.providers.base import (
     AttemptRef,
     Completed,
-    ErrorKind,
     Failed,
     Pending,
     ProviderCallError,
     WebhookEvent,
-    WebhookRejected,
 )
-from worker.providers.runflow import RunflowProvider
+from worker.providers.runflow.adapter import RunflowProvider
+from worker.values.canonical import EditInput
 
 pytestmark = pytest.mark.integration
 

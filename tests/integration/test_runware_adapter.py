@@ -18,18 +18,18 @@ from PIL import Image
 from emulators.runware import RunwareEmulatorConfig, create_app
 from emulators.server import RunningServer, run_in_thread
 from tests.waiting import wait_until
-from worker.canonical import EditInput
+from worker.faults import ErrorKind
 from worker.providers.base import (
     AttemptRef,
     Completed,
-    ErrorKind,
     Failed,
     Outcome,
     Pending,
     ProviderCallError,
     Submission,
 )
-from worker.providers.runware import RunwareProvider
+from worker.providers.runware.adapter import RunwareProvider
+from worker.values.canonical import EditInput
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,9 @@ from botocore.config import Config
 from sqlalchemy import create_engine, text
 
 from tests.waiting import wait_until
-from worker import services
-from worker.services.home import Home
+from worker import errors
+from worker.dev import services
+from worker.dev.services.home import Home
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def deep_home(base: Path) -> Path:
 def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     """A home brought up by another Python process, which has exited; and what it printed."""
     home = deep_home(tmp_path_factory.mktemp("services"))
-    code = "import json, sys, pathlib; from worker import services\n"
+    code = "import json, sys, pathlib; from worker.dev import services\n"
     code += "print(json.dumps(services.up(pathlib.Path(sys.argv[1])).values))"
     try:
         done = subprocess.run(
@@ -151,7 +152,7 @@ def test_up_restarts_a_stopped_service_on_the_same_port(
     os.kill(before["valkey"], signal.SIGTERM)
     wait_until(lambda: gone(before["valkey"]), timeout=10, what="valkey to exit")
     assert services.status(home)["valkey"] is False
-    with pytest.raises(services.ServicesNotRunning):
+    with pytest.raises(errors.ServicesNotRunning):
         services.env(home)
 
     assert services.up(home).values == printed
@@ -170,7 +171,7 @@ def test_down_stops_every_server_and_a_taken_port_stops_up(tmp_path: Path) -> No
         for name, pid in running.items():
             wait_until(lambda pid=pid: gone(pid), timeout=10, what=f"{name} (pid {pid}) to exit")
         assert services.status(home) == dict.fromkeys(NAMES, False)
-        with pytest.raises(services.ServicesNotRunning) as raised:
+        with pytest.raises(errors.ServicesNotRunning) as raised:
             services.env(home)
         assert raised.value.code == "services_not_running"
         assert services.down(home) == []
@@ -179,7 +180,7 @@ def test_down_stops_every_server_and_a_taken_port_stops_up(tmp_path: Path) -> No
         with socket.socket() as squatter:
             squatter.bind(("127.0.0.1", broker_port))
             squatter.listen()
-            with pytest.raises(services.PortTaken, match=f"valkey needs 127.0.0.1:{broker_port}"):
+            with pytest.raises(errors.PortTaken, match=f"valkey needs 127.0.0.1:{broker_port}"):
                 services.up(home)
         assert services.status(home) == dict.fromkeys(NAMES, False)
     finally:

@@ -15,9 +15,9 @@ import pytest
 
 from models.state import JobState
 from tests.factories import job_request
-from worker.providers.base import ErrorKind, Fault
-from worker.records import AttemptRecord
+from worker.faults import ErrorKind, Fault
 from worker.repository import Repository
+from worker.values.records import AttemptRecord
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration

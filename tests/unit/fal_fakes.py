@@ -17,7 +17,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from worker.providers.fal_signature import JwksCache
+from worker.providers.fal.signature import JwksCache
 
 BASE_URL = "https://queue.fal.run"
 JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from worker.batch_file import BatchFileInvalid, Reject, Row, read_rows
-from worker.batches import BatchFormatUnknown, format_of
+from worker.errors import BatchFileInvalid, BatchFormatUnknown
+from worker.values.batch_file import Reject, Row, format_of, read_rows
 
 URL = "https://images.example.com/a.jpg"
 

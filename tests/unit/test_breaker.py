@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from worker.breaker import (
+from worker.values.breaker import (
     BreakerPolicy,
     BreakerState,
     Health,

@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from models.state import JobState
-from worker.callback_events import (
+from worker.celery_app import CeleryQueue
+from worker.config import Settings, check_callback_secret
+from worker.values.callback_events import (
     CallbackPolicy,
     CallbackRecord,
     CallbackState,
@@ -26,10 +28,8 @@ from worker.callback_events import (
     signed_headers,
     with_output_urls,
 )
-from worker.celery_app import CeleryQueue
-from worker.config import Settings, check_callback_secret
-from worker.records import JobRecord, OutputRecord
-from worker.retry import RetryPolicy
+from worker.values.records import JobRecord, OutputRecord
+from worker.values.retry import RetryPolicy
 
 POLICY = CallbackPolicy(timeout_seconds=5, max_attempts=8, retry=RetryPolicy(30.0, 3600.0))
 CREATED = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.factories import data_uri
-from worker.canonical import EditInput
+from worker.values.canonical import EditInput
 
 
 def test_defaults_and_the_fields_sent_on() -> None:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.unit.fal_fakes import GUIDANCE_TOO_HIGH, IMAGE_UNREADABLE, MODERATED, RUNNER_DOWN
-from worker.providers.base import ErrorKind
+from worker.faults import ErrorKind
 from worker.providers.common import parse_retry_after, transport_fault
-from worker.providers.fal_errors import classify_fal_error
+from worker.providers.fal.errors import classify_fal_error
 
 NOW = datetime(2025, 10, 9, 12, 0, tzinfo=UTC)
 DOWNLOAD_FAILED = {

@@ -24,11 +24,10 @@ from tests.unit.fal_fakes import (
     FalSigner,
     queue_status,
 )
-from worker.canonical import EditInput
+from worker.faults import ErrorKind
 from worker.providers.base import (
     AttemptRef,
     Completed,
-    ErrorKind,
     Failed,
     Pending,
     Provider,
@@ -36,7 +35,8 @@ from worker.providers.base import (
     RemoteOutput,
     Submission,
 )
-from worker.providers.fal import FalProvider
+from worker.providers.fal.adapter import FalProvider
+from worker.values.canonical import EditInput
 
 ATTEMPT = uuid.UUID("0b5c8e5e-3f4d-4d8a-9a53-7c1f4f0e2a11")
 EDIT = EditInput(

@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.unit.fal_fakes import Clock, FalSigner, public_jwk
-from worker.providers.base import WebhookRejected
-from worker.providers.fal_signature import (
+from worker.errors import WebhookRejected
+from worker.providers.fal.signature import (
     KEYS_UNAVAILABLE,
     SIGNATURE_INVALID,
     JwksCache,

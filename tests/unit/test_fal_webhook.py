@@ -20,8 +20,10 @@ from tests.unit.fal_fakes import (
     FakeFalQueue,
     FalSigner,
 )
-from worker.providers.base import Completed, ErrorKind, Failed, WebhookEvent, WebhookRejected
-from worker.providers.fal import FalProvider
+from worker.errors import WebhookRejected
+from worker.faults import ErrorKind
+from worker.providers.base import Completed, Failed, WebhookEvent
+from worker.providers.fal.adapter import FalProvider
 
 ATTEMPT = uuid.UUID("0b5c8e5e-3f4d-4d8a-9a53-7c1f4f0e2a11")
 QUERY = {"attempt": str(ATTEMPT)}

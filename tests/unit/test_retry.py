@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from worker.providers.base import ErrorKind, Fault
-from worker.retry import RetryPolicy, Verdict, backoff_seconds, decide, poll_interval
+from worker.faults import ErrorKind, Fault
+from worker.values.retry import RetryPolicy, Verdict, backoff_seconds, decide, poll_interval
 
 POLICY = RetryPolicy(base_seconds=2.0, max_seconds=60.0, rate_limit_seconds=5.0)
 

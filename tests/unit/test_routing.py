@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from models.state import JobState
-from worker.providers.base import ErrorKind, Fault
-from worker.records import BudgetUse, Candidate, JobRecord
-from worker.routing import next_provider, within_budget
+from worker.faults import ErrorKind, Fault
+from worker.pipeline.dispatch import next_provider, within_budget
+from worker.values.records import BudgetUse, Candidate, JobRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

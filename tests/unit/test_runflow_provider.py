@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.canonical import EditInput
+from worker.errors import WebhookRejected
+from worker.faults import ErrorKind
 from worker.providers.base import (
     AttemptRef,
     Completed,
-    ErrorKind,
     Failed,
     Pending,
     Provider,
@@ -31,9 +31,9 @@ from worker.providers.base import (
     Submission,
     Unsupported,
     WebhookEvent,
-    WebhookRejected,
 )
-from worker.providers.runflow import RunflowProvider
+from worker.providers.runflow.adapter import RunflowProvider
+from worker.values.canonical import EditInput
 
 BASE_URL = "https://api.runflow.io"
 CREATE_URL = f"{BASE_URL}/v1/models/black-forest-labs/flux-pro/kontext/runs"

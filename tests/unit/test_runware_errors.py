@@ -18,8 +18,8 @@ from tests.unit.runware_fakes import (
     error,
     errors,
 )
-from worker.providers.base import ErrorKind
-from worker.providers.runware_errors import classify_runware_error
+from worker.faults import ErrorKind
+from worker.providers.runware.errors import classify_runware_error
 
 NOW = datetime(2025, 10, 9, 12, 0, tzinfo=UTC)
 RETRY, RATE, STOP = ErrorKind.RETRYABLE, ErrorKind.RATE_LIMITED, ErrorKind.TERMINAL

@@ -27,13 +27,11 @@ from tests.unit.runware_fakes import (
     processing,
     success,
 )
-from worker.canonical import EditInput
+from worker.faults import ErrorKind, Fault
 from worker.providers.base import (
     AttemptRef,
     Completed,
-    ErrorKind,
     Failed,
-    Fault,
     Pending,
     Provider,
     ProviderCallError,
@@ -41,7 +39,8 @@ from worker.providers.base import (
     Submission,
     Unsupported,
 )
-from worker.providers.runware import RunwareProvider
+from worker.providers.runware.adapter import RunwareProvider
+from worker.values.canonical import EditInput
 
 ATTEMPT = uuid.UUID(TASK_UUID)
 SECRET = b"runware-webhook-secret"

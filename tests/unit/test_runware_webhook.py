@@ -10,8 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from tests.unit.runware_fakes import MODERATED, TASK_UUID, FakeRunware, processing, success
-from worker.providers.base import Pending, WebhookEvent, WebhookRejected
-from worker.providers.runware import RunwareProvider
+from worker.errors import WebhookRejected
+from worker.providers.base import Pending, WebhookEvent
+from worker.providers.runware.adapter import RunwareProvider
 
 ATTEMPT = uuid.UUID(TASK_UUID)
 SECRET = b"runware-webhook-secret"

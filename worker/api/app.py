@@ -7,8 +7,9 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from worker.api import errors, routes_batches, routes_jobs, routes_system
+from worker.api import errors
 from worker.api.auth import KeyRing
+from worker.api.routes import batches, jobs, system, webhooks
 from worker.wiring import Container
 
 
@@ -27,9 +28,8 @@ def create_app(container: Container) -> FastAPI:
         limit=container.settings.max_request_bytes,
         batch_limit=container.settings.batch_max_bytes,
     )
-    app.include_router(routes_jobs.router)
-    app.include_router(routes_batches.router)
-    app.include_router(routes_system.router)
+    for routes in (jobs, batches, webhooks, system):
+        app.include_router(routes.router)
     return app
 
 

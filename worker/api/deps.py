@@ -8,7 +8,7 @@ from fastapi import Depends, Header, Request
 
 from worker.api.auth import KeyRing
 from worker.errors import Unauthorized
-from worker.jobs import Jobs
+from worker.usecases.jobs import Jobs
 from worker.wiring import Container
 
 

@@ -1,7 +1,8 @@
 """The interface every provider adapter implements, and the values that cross it.
 
 Adapters turn provider JSON into these frozen values once, at the edge; the core never
-sees a raw provider body. Errors are classified here, once, into :class:`ErrorKind`.
+sees a raw provider body. Each adapter classifies its provider's errors once, into a
+:class:`worker.faults.Fault`, and raises it in a :class:`ProviderCallError`.
 """
 
 from __future__ import annotations
@@ -10,31 +11,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Protocol
 
-from worker.canonical import EditInput
-
-
-class ErrorKind(StrEnum):
-    """How the core reacts to a failure."""
-
-    #: Network, timeout, 5xx: back to queued with backoff, on the next healthy provider.
-    RETRYABLE = "retryable"
-    #: 429: back to queued after Retry-After, without using up an attempt.
-    RATE_LIMITED = "rate_limited"
-    #: Validation, moderation, unreadable source: failed at once, no further spend.
-    TERMINAL = "terminal"
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """A classified failure with a stable ``code`` and the provider's own words."""
-
-    kind: ErrorKind
-    code: str
-    message: str
-    retry_after: float | None = None
+from worker.faults import Fault
+from worker.values.canonical import EditInput
 
 
 class ProviderCallError(Exception):
@@ -43,15 +23,6 @@ class ProviderCallError(Exception):
     def __init__(self, fault: Fault) -> None:
         super().__init__(f"{fault.code}: {fault.message}")
         self.fault = fault
-
-
-class WebhookRejected(Exception):
-    """The webhook could not be authenticated or parsed; it was ignored."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +141,7 @@ class Provider(Protocol):
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]
     ) -> WebhookEvent:
-        """Verify and parse a callback. Raises :class:`WebhookRejected`."""
+        """Verify and parse a callback. Raises :class:`worker.errors.WebhookRejected`."""
         ...
 
     def webhook_url(self, public_url: str, attempt_id: uuid.UUID) -> str | None:

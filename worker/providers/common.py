@@ -1,7 +1,6 @@
-"""What every provider adapter shares: stable error codes and HTTP helpers.
+"""What every provider adapter shares: reading answers, ``Retry-After``, transport faults.
 
-The codes are part of editq's interface: they appear as ``error.code`` on jobs and
-attempts, ops filter by them, and they mean the same whichever provider produced them.
+The stable error codes the adapters classify into are in :mod:`worker.faults`.
 """
 
 from __future__ import annotations
@@ -15,39 +14,18 @@ from typing import Any
 
 import httpx
 
-from worker.canonical import EditInput
-from worker.providers.base import ErrorKind, Fault
-
-PROVIDER_UNREACHABLE = "provider_unreachable"
-PROVIDER_TIMEOUT = "provider_timeout"
-PROVIDER_UNAVAILABLE = "provider_unavailable"
-RATE_LIMITED = "rate_limited"
-CONTENT_MODERATED = "content_moderated"
-SOURCE_IMAGE_UNREADABLE = "source_image_unreadable"
-#: The source image's host did not answer; worth trying again later.
-SOURCE_IMAGE_UNREACHABLE = "source_image_unreachable"
-PROVIDER_VALIDATION = "provider_validation"
-PROVIDER_AUTH_FAILED = "provider_auth_failed"
-PROVIDER_REJECTED = "provider_rejected"
-#: the provider no longer knows the request, or no longer keeps its result.
-PROVIDER_REQUEST_LOST = "provider_request_lost"
-#: the provider finished, but could not serialise the output into the webhook.
-PROVIDER_OUTPUT_UNSERIALIZABLE = "provider_output_unserializable"
-#: the provider answered 2xx with a body that is not what its protocol promises.
-PROVIDER_RESPONSE_INVALID = "provider_response_invalid"
-#: The canonical model is not offered by the provider.
-MODEL_UNSUPPORTED = "model_unsupported"
-
-#: The provider's run failed for a reason it does not name; worth another attempt.
-PROVIDER_FAILED = "provider_failed"
-#: The provider canceled the attempt itself.
-PROVIDER_CANCELED = "provider_canceled"
-#: A callback whose signature (or URL token) does not verify.
-WEBHOOK_SIGNATURE_INVALID = "webhook_signature_invalid"
-#: A verified callback whose body is not the provider's shape.
-WEBHOOK_MALFORMED = "webhook_malformed"
+from worker.faults import PROVIDER_TIMEOUT, PROVIDER_UNREACHABLE, ErrorKind, Fault
+from worker.values.canonical import EditInput
 
 _DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+#: Longest provider detail kept in a message: providers echo inputs (a data URI can be
+#: megabytes) and error pages can be long.
+MAX_DETAIL_CHARS = 500
+
+
+def shorten(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """``text``, cut to ``limit`` characters with ``...`` when it is longer."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def transport_fault(exc: httpx.HTTPError, provider: str = "fal") -> Fault:

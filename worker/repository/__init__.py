@@ -1,19 +1,22 @@
 """Every SQL statement editq runs, and the named guarded transitions.
 
-:class:`Repository` is the one object use cases talk to. Its parts live in ``reads.py``,
-``scheduling.py``, ``transitions.py``, ``batches.py`` and ``health.py``, over the machinery
-of ``base.py``.
+:class:`Repository` is the one object use cases talk to. Its parts: ``reads.py`` (queries
+that change nothing), ``scheduling.py`` (inserts, leases, polls), ``dispatch.py`` (a
+dispatch round), ``transitions.py`` (one method per move of the lifecycle),
+``callbacks.py`` (the producer-callback outbox), ``batches.py`` and ``budgets.py``, and
+``provider_health.py`` (breakers and rate buckets), over the machinery of ``base.py``.
 """
 
 from __future__ import annotations
 
-from worker.repository.batches import BatchRows
-from worker.repository.health import HealthRows
+from worker.repository.budgets import BudgetRows
+from worker.repository.dispatch import DispatchRows
+from worker.repository.provider_health import HealthRows
 from worker.repository.reads import Reads
 from worker.repository.scheduling import Scheduling
 
 __all__ = ["Repository"]
 
 
-class Repository(Reads, Scheduling, BatchRows, HealthRows):
+class Repository(Reads, Scheduling, DispatchRows, BudgetRows, HealthRows):
     """SQL over one session; the caller owns the transaction."""

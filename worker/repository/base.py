@@ -32,10 +32,11 @@ from sqlalchemy.orm import Session
 
 from models.state import IN_FLIGHT_STATES, TRANSITIONS, JobState, Move, Transition
 from models.tables import Attempt, Job, JobEvent
-from worker.providers.base import Fault
-from worker.wakeups import CHANNEL
+from worker.faults import Fault
 
 NOW = func.now()
+#: The channel that transactions giving dispatch work notify on (:mod:`worker.pipeline.wakeups`).
+CHANNEL = "editq_dispatch"
 
 
 def seconds_from_now(value: float) -> Any:

@@ -1,4 +1,4 @@
-"""Batches: their rows in bulk, progress, budget, cancel, and finishing them."""
+"""Batches: their rows in bulk, progress, cancel, and finishing them (budgets: ``budgets.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.state import (
@@ -19,45 +19,17 @@ from models.state import (
     Transition,
 )
 from models.tables import Batch, BatchReject, Job, JobEvent, JobOutput
-from worker.batch_file import Reject
-from worker.pricing import list_price
-from worker.records import (
+from worker.repository.base import NOW, seconds_from_now
+from worker.repository.reads import job_from_row, job_query, output_record
+from worker.repository.transitions import Transitions
+from worker.values.batch_file import Reject
+from worker.values.records import (
     BatchProgress,
     BatchRecord,
-    BudgetUse,
     JobRecord,
     NewBatch,
     OutputRecord,
 )
-from worker.repository.base import NOW, seconds_from_now
-from worker.repository.reads import job_from_row, job_query, output_record
-from worker.repository.transitions import Transitions
-
-#: Job states whose provider may have charged, or be about to, for the current attempt.
-_COMMITTED = (JobState.SUBMITTING, JobState.RUNNING, JobState.FINALIZING)
-
-
-def _budgets_statement() -> Select[Any]:
-    # Built once: every dispatch round runs it, and building it cost more than running it.
-    in_flight = func.count().filter(Job.state.in_(_COMMITTED))
-    images = Job.input["num_images"].as_integer().label("images")
-    return (
-        select(
-            Batch.id,
-            Batch.budget_usd,
-            Job.provider,
-            Job.model,
-            images,
-            in_flight,
-            func.sum(Job.cost_usd),
-        )
-        .join(Job, Job.batch_id == Batch.id)
-        .where(Batch.state == BatchState.RUNNING, Batch.budget_usd.is_not(None))
-        .group_by(Batch.id, Job.provider, Job.model, images)
-    )
-
-
-_BUDGETS = _budgets_statement()
 
 
 class BatchRows(Transitions):
@@ -152,35 +124,6 @@ class BatchRows(Transitions):
             cost_usd=sum((cost or Decimal(0) for _, _, cost, _ in rows), Decimal(0)),
             recent=sum(n for _, _, _, n in rows),
             window_seconds=window_seconds,
-        )
-
-    # -- budget --------------------------------------------------------------------------
-
-    def budgets(self) -> dict[uuid.UUID, BudgetUse]:
-        """Each running batch with a budget: spend plus the list price of its in-flight jobs."""
-        rows = self.run(_BUDGETS).all()
-        uses: dict[uuid.UUID, BudgetUse] = {}
-        for batch_id, budget, provider, model, images, flying, spent in rows:
-            committed = (spent or Decimal(0)) + flying * list_price(provider, model, images or 1)
-            before = uses.get(batch_id, BudgetUse(batch_id, budget, Decimal(0)))
-            uses[batch_id] = BudgetUse(batch_id, budget, before.committed_usd + committed)
-        return uses
-
-    def stop_for_budget(self, batch_id: uuid.UUID) -> None:
-        """Cancel the batch's queued jobs: the next would pass its budget."""
-        batch = self.batch(batch_id)
-        if batch is None or batch.budget_usd is None:
-            return
-        message = f"not sent: it would pass the batch's budget of ${batch.budget_usd:.2f}"
-        self.cancel_jobs(
-            (Job.batch_id == batch_id, Job.state == JobState.QUEUED),
-            "budget_exhausted",
-            error=("budget_exhausted", message),
-        )
-        self.s.execute(
-            update(Batch)
-            .where(Batch.id == batch_id, Batch.budget_exhausted_at.is_(None))
-            .values(budget_exhausted_at=NOW, updated_at=NOW)
         )
 
     # -- cancel ----------------------------------------------------------------------------

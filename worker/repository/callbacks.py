@@ -15,7 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.tables import Callback, CallbackAttempt, Job, JobOutput
-from worker.callback_events import (
+from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.reads import job_from_row, job_query, output_record
+from worker.values.callback_events import (
     BATCH_COMPLETED,
     JOB_EVENTS,
     CallbackDetail,
@@ -27,8 +29,6 @@ from worker.callback_events import (
     Verdict,
     job_payload,
 )
-from worker.repository.base import NOW, SessionBound, seconds_from_now
-from worker.repository.reads import job_from_row, job_query, output_record
 
 #: Jobs one statement of :meth:`CallbackRows.notify_jobs` reads at most.
 _CHUNK = 1000

@@ -10,7 +10,8 @@ from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
 
 from models.state import IN_FLIGHT_STATES, JobState
 from models.tables import Attempt, Job, JobEvent, JobOutput
-from worker.records import (
+from worker.repository.base import SessionBound
+from worker.values.records import (
     AttemptRecord,
     Cursor,
     EventRecord,
@@ -19,7 +20,6 @@ from worker.records import (
     JobRecord,
     OutputRecord,
 )
-from worker.repository.base import SessionBound
 
 
 class Reads(SessionBound):

@@ -12,16 +12,16 @@ from sqlalchemy.dialects.postgresql import insert
 
 from models.state import TRANSITIONS, BatchState, Transition
 from models.tables import Batch, Job, JobEvent, JobOutput
-from worker.providers.base import Fault
-from worker.records import (
+from worker.faults import Fault
+from worker.repository.base import NOW, FromNow, Plus, finished_attempt
+from worker.repository.callbacks import CallbackRows
+from worker.repository.reads import filter_clauses, job_from_row, job_query
+from worker.values.records import (
     AttemptRecord,
     JobFilter,
     JobRecord,
     OutputRecord,
 )
-from worker.repository.base import NOW, FromNow, Plus, finished_attempt
-from worker.repository.callbacks import CallbackRows
-from worker.repository.reads import filter_clauses, job_from_row, job_query
 
 
 class Transitions(CallbackRows):

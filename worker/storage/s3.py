@@ -83,10 +83,3 @@ class S3Storage:
             self._s3.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"bucket {self.bucket!r} is not reachable: {exc}") from exc
-
-    def ensure_bucket(self) -> None:
-        """Create the bucket unless it exists."""
-        try:
-            self._s3.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            self._s3.create_bucket(Bucket=self.bucket)

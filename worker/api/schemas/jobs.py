@@ -1,0 +1,267 @@
+"""Request and response bodies of ``/v1/jobs`` (the OpenAPI document is generated from them)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from worker.api.schemas.common import ProviderName
+from worker.storage.base import Storage
+from worker.values.callback_events import CallbackRecord, CallbackState
+from worker.values.canonical import EditInput, ModelName
+from worker.values.records import AttemptRecord, JobDetail, JobRecord
+from worker.values.storable import StorableText, storable_json
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+class JobCreate(BaseModel):
+    """A request for one edit job."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: ModelName = "flux-kontext-pro"
+    input: EditInput
+    providers: list[ProviderName] | None = Field(default=None, min_length=1, max_length=3)
+    external_id: StorableText | None = Field(default=None, min_length=1, max_length=256)
+    callback_url: StorableText | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://\S+$"
+    )
+    priority: int = Field(default=0, ge=-100, le=100)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _no_repeats(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("must not name a provider twice")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable_small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        storable_json(value)
+        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+        return value
+
+
+class RetryFilter(BaseModel):
+    """Which failed or canceled jobs to retry, why, and whether only to look."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: list[Literal["failed", "canceled"]] = Field(default_factory=list)
+    batch_id: uuid.UUID | None = None
+    provider: StorableText | None = Field(default=None, max_length=64)
+    error_code: StorableText | None = Field(default=None, max_length=128)
+    since: datetime | None = None
+    until: datetime | None = None
+    #: Kept on every retried job's history; an ops action always says why.
+    reason: StorableText = Field(min_length=1, max_length=1000)
+    dry_run: bool = False
+
+
+class ErrorOut(BaseModel):
+    """Why a job failed (or why its last attempt did)."""
+
+    code: str
+    message: str | None
+
+
+class OutputOut(BaseModel):
+    """One output in our bucket, with a presigned GET URL."""
+
+    key: str
+    url: str
+    content_type: str
+    width: int | None
+    height: int | None
+    bytes: int
+    sha256: str
+
+
+class AttemptOut(BaseModel):
+    """One provider call; ``id`` is the attempt id the provider sees (in its webhook URL)."""
+
+    id: str
+    number: int
+    provider: str
+    outcome: str
+    request_id: str | None
+    error: ErrorOut | None
+    cost_usd: float | None
+    created_at: datetime
+    submitted_at: datetime | None
+    finished_at: datetime | None
+
+
+class EventOut(BaseModel):
+    """One line of a job's history."""
+
+    at: datetime
+    transition: str
+    state: str
+    attempt: int
+    actor: str | None
+    reason: str | None
+
+
+class CallbackOut(BaseModel):
+    """One event sent to the job's ``callback_url``; ``webhook_id`` is its ``webhook-id``."""
+
+    id: str
+    webhook_id: str
+    event: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+def callback_out(c: CallbackRecord) -> CallbackOut:
+    """A callback's delivery state (``next_attempt_at`` only while it is pending)."""
+    return CallbackOut(
+        id=str(c.id),
+        webhook_id=c.webhook_id,
+        event=c.event,
+        state=c.state.value,
+        attempts=c.attempts,
+        last_status=c.last_status,
+        last_error=c.last_error,
+        next_attempt_at=c.next_attempt_at if c.state is CallbackState.PENDING else None,
+        created_at=c.created_at,
+        delivered_at=c.delivered_at,
+    )
+
+
+class JobOut(BaseModel):
+    """A job as producers and ops see it."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: str
+    state: str
+    model: str
+    input: dict[str, Any]
+    providers: list[str]
+    provider: str | None
+    attempt: int
+    max_attempts: int
+    priority: int
+    external_id: str | None
+    batch_id: str | None
+    callback_url: str | None
+    metadata: dict[str, Any]
+    #: Providers left out of this job's routing, and why (a field they cannot honour).
+    excluded_providers: dict[str, str]
+    attempts: list[AttemptOut] = Field(default_factory=list)
+    outputs: list[OutputOut] = Field(default_factory=list)
+    events: list[EventOut] | None = None
+    #: The job's producer callbacks and how their delivery went (one job only, not lists).
+    callbacks: list[CallbackOut] | None = None
+    error: ErrorOut | None
+    cost_usd: float
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class RetryReportOut(BaseModel):
+    """How many jobs matched, how many were retried (none on a dry run), and a sample."""
+
+    matched: int
+    retried: int
+    dry_run: bool
+    sample: list[JobOut]
+
+
+class JobPage(BaseModel):
+    """A page of jobs, newest first."""
+
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+def _error(code: str | None, message: str | None) -> ErrorOut | None:
+    return ErrorOut(code=code, message=message) if code else None
+
+
+def job_out(job: JobRecord) -> JobOut:
+    """A job without its attempts and outputs (list views)."""
+    return JobOut(
+        id=str(job.id),
+        state=job.state.value,
+        model=job.model,
+        input=job.input,
+        providers=list(job.providers),
+        provider=job.provider,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        priority=job.priority,
+        external_id=job.external_id,
+        batch_id=str(job.batch_id) if job.batch_id else None,
+        callback_url=job.callback_url,
+        metadata=job.metadata,
+        excluded_providers=job.excluded_providers,
+        error=_error(job.error_code, job.error_message),
+        cost_usd=float(job.cost_usd),
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        completed_at=job.completed_at,
+    )
+
+
+def _attempt_out(a: AttemptRecord) -> AttemptOut:
+    return AttemptOut(
+        id=str(a.id),
+        number=a.number,
+        provider=a.provider,
+        outcome=a.outcome,
+        request_id=a.request_id,
+        error=_error(a.error_code, a.error_message),
+        cost_usd=None if a.cost_usd is None else float(a.cost_usd),
+        created_at=a.created_at,
+        submitted_at=a.submitted_at,
+        finished_at=a.finished_at,
+    )
+
+
+def detail_out(
+    detail: JobDetail, storage: Storage, url_seconds: int, *, with_events: bool = False
+) -> JobOut:
+    """A job with attempts and outputs; each output carries a fresh presigned GET URL."""
+    out = job_out(detail.job)
+    out.attempts = [_attempt_out(a) for a in detail.attempts]
+    out.outputs = [
+        OutputOut(
+            key=o.key,
+            url=storage.presign_get(o.key, url_seconds),
+            content_type=o.content_type,
+            width=o.width,
+            height=o.height,
+            bytes=o.bytes,
+            sha256=o.sha256,
+        )
+        for o in detail.outputs
+    ]
+    if with_events:
+        out.events = [
+            EventOut(
+                at=e.at,
+                transition=e.transition,
+                state=e.state.value,
+                attempt=e.attempt,
+                actor=e.actor,
+                reason=e.reason,
+            )
+            for e in detail.events
+        ]
+    return out

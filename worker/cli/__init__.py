@@ -1,0 +1,1 @@
+"""The ``editq`` command: one module per group of subcommands (``main`` assembles them)."""

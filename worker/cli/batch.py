@@ -1,0 +1,250 @@
+"""``editq batch ...``: submit a catalog file, follow it, cancel it, download its outputs.
+
+Like ``editq jobs``, these talk to PostgreSQL and S3 directly through the use cases the API
+calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker.cli.common import build_container, err, out
+from worker.cli.jobs import model_name
+from worker.storage.base import Storage
+from worker.usecases.batches import BatchOptions
+from worker.values.batch_file import Reject, format_of
+from worker.values.batch_status import BatchStatus
+from worker.wiring import Container
+
+batch_app = typer.Typer(
+    help="Catalog batches: submit a CSV/JSONL file, follow it, get its outputs.",
+    no_args_is_help=True,
+)
+
+#: Bad rows printed after a submit; every one is in the batch's errors.jsonl.
+REJECTS_PRINTED = 20
+#: Parallel downloads of ``batch results``.
+DOWNLOADS = 8
+
+
+@batch_app.command("submit")
+def submit(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV (header: external_id,image_url,prompt,...) or JSONL, one row per edit.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="Default model of the rows.")] = "flux-kontext-pro",
+    provider: Annotated[
+        list[str] | None, typer.Option(help="Provider order; repeat for several.")
+    ] = None,
+    priority: Annotated[int, typer.Option(min=-100, max=100, help="Default row priority.")] = 0,
+    budget: Annotated[
+        float | None, typer.Option(min=0.0001, help="Stop dispatch before this many USD.")
+    ] = None,
+    callback_url: Annotated[
+        str | None, typer.Option(help="Receives batch.completed, signed.")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse the file if a row is bad.")] = (
+        False
+    ),
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Submitting the same file with it again is a no-op.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the batch until it ends.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 24 * 3600,
+) -> None:
+    """Submit a catalog file: a job per good row; bad rows are listed by line, field and rule."""
+    container = build_container()
+    options = BatchOptions(
+        model=model_name(model),
+        providers=tuple(dict.fromkeys(provider or ())),
+        priority=priority,
+        callback_url=callback_url,
+        budget_usd=None if budget is None else Decimal(str(budget)),
+        strict=strict,
+    )
+    batches = container.batches("cli")
+    with file.open("rb") as source:
+        submitted = batches.submit(source, format_of(filename=file.name), options, idempotency_key)
+    batch = submitted.batch
+    typer.echo(str(batch.id))
+    err.print(
+        f"{batch.rows_accepted} row(s) accepted, {batch.rows_rejected} rejected"
+        + ("" if submitted.created else " (submitted before with this idempotency key)")
+    )
+    _print_rejects(list(submitted.rejects[:REJECTS_PRINTED]), batch.rows_rejected)
+    if wait:
+        final = _follow(container, batch.id, timeout)
+        _print_status(final)
+        raise typer.Exit(0 if final.failed == 0 else 1)
+
+
+def _print_rejects(rejects: list[Reject], total: int) -> None:
+    if not rejects:
+        return
+    table = Table("line", "external id", "field", "rule", "message", title="rejected rows")
+    for r in rejects:
+        table.add_row(str(r.line), r.external_id or "", r.field, r.rule, r.message)
+    err.print(table)
+    if total > len(rejects):
+        err.print(f"... and {total - len(rejects)} more; all are in the batch's errors.jsonl")
+
+
+def _follow(container: Container, batch_id: uuid.UUID, timeout: float) -> BatchStatus:
+    batches = container.batches("cli")
+    deadline = time.monotonic() + timeout
+    columns = (
+        TextColumn("[bold]{task.fields[state]}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "[green]{task.fields[done]} done[/green] [red]{task.fields[failed]} failed[/red] "
+            "[cyan]{task.fields[flying]} in flight[/cyan] {task.fields[rate]}/s "
+            "ETA {task.fields[eta]} ${task.fields[cost]}"
+        ),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        status = batches.status(batch_id)
+        bar = progress.add_task("batch", total=status.batch.rows_accepted, **_fields(status))
+        while True:
+            finished = status.done + status.failed
+            progress.update(bar, completed=finished, **_fields(status))
+            if status.finished:
+                return status
+            if time.monotonic() > deadline:
+                err.print(f"[yellow]still {status.batch.state} after {timeout:.0f} s[/yellow]")
+                raise typer.Exit(1)
+            time.sleep(1.0)
+            status = batches.status(batch_id)
+
+
+def _fields(status: BatchStatus) -> dict[str, Any]:
+    eta = status.eta_seconds
+    return {
+        "state": status.batch.state.value,
+        "done": status.done,
+        "failed": status.failed,
+        "flying": status.in_flight,
+        "rate": f"{status.rate:.1f}",
+        "eta": "-" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta)),
+        "cost": f"{status.progress.cost_usd:.2f}",
+    }
+
+
+@batch_app.command("status")
+def status(batch_id: Annotated[uuid.UUID, typer.Argument(help="The batch's id.")]) -> None:
+    """A batch's counts by state, cost, rate, ETA and budget."""
+    _print_status(build_container().batches("cli").status(batch_id))
+
+
+def _print_status(status: BatchStatus) -> None:
+    batch = status.batch
+    table = Table("", "", title=f"batch {batch.id}", show_header=False)
+    table.add_row("state", batch.state.value)
+    table.add_row("rows", f"{batch.rows_accepted} accepted, {batch.rows_rejected} rejected")
+    for state, count in sorted(status.progress.counts.items()):
+        table.add_row(state.value, str(count))
+    table.add_row("cost", f"${status.progress.cost_usd:.2f}")
+    table.add_row("rate", f"{status.rate:.2f} jobs/s (last minute)")
+    eta = status.eta_seconds
+    table.add_row("ETA", "-" if eta is None else f"{eta:.0f} s")
+    if batch.budget_usd is not None:
+        stopped = " (dispatch stopped: budget reached)" if batch.budget_exhausted_at else ""
+        table.add_row("budget", f"${batch.budget_usd:.2f}{stopped}")
+    out.print(table)
+
+
+@batch_app.command("list")
+def list_batches(limit: Annotated[int, typer.Option(min=1, max=200)] = 20) -> None:
+    """The newest batches."""
+    table = Table("id", "state", "accepted", "rejected", "created")
+    for b in build_container().batches("cli").recent(limit):
+        table.add_row(
+            str(b.id),
+            b.state.value,
+            str(b.rows_accepted),
+            str(b.rows_rejected),
+            b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    out.print(table)
+
+
+@batch_app.command("cancel")
+def cancel(
+    batch_id: Annotated[uuid.UUID, typer.Argument(help="A running batch.")],
+    reason: Annotated[str | None, typer.Option(help="Why; kept in each job's history.")] = None,
+) -> None:
+    """Cancel every unfinished job of a batch; its result files are still written."""
+    _print_status(build_container().batches("cli").cancel(batch_id, reason))
+
+
+@batch_app.command("results")
+def results(
+    batch_id: Annotated[uuid.UUID, typer.Argument(help="A completed or canceled batch.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to write into.")] = (
+        Path("batch-results")
+    ),
+) -> None:
+    """Download a finished batch's outputs, named by external id, with its result files."""
+    container = build_container()
+    files = container.batches("cli").results(batch_id)
+    storage = container.storage
+    output.mkdir(parents=True, exist_ok=True)
+    results_jsonl = storage.get(files.results_key)
+    (output / "results.jsonl").write_bytes(results_jsonl)
+    (output / "errors.jsonl").write_bytes(storage.get(files.errors_key))
+    wanted = [
+        (output / name, key)
+        for line in results_jsonl.splitlines()
+        for name, key in output_names(json.loads(line))
+    ]
+    columns = (TextColumn("downloading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress, ThreadPoolExecutor(DOWNLOADS) as pool:
+        bar = progress.add_task("outputs", total=len(wanted))
+        for _ in pool.map(lambda item: _download(storage, *item), wanted):
+            progress.advance(bar)
+    errors = (output / "errors.jsonl").read_text().count("\n")
+    out.print(f"{len(wanted)} output(s), {errors} error(s) in {output}/")
+
+
+def _download(storage: Storage, path: Path, key: str) -> None:
+    path.write_bytes(storage.get(key))
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def output_names(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """File names (from the external id) and storage keys of one results.jsonl line.
+
+    An external id that is not a safe file name has its other characters replaced and a
+    short hash of it appended, so that two ids never share a file.
+    """
+    external_id = str(result.get("external_id") or result["job_id"])
+    stem = _UNSAFE.sub("_", external_id).lstrip(".") or "_"
+    if stem != external_id:
+        stem += "-" + hashlib.sha256(external_id.encode()).hexdigest()[:8]
+    outputs = result.get("outputs") or []
+    names = []
+    for i, o in enumerate(outputs):
+        suffix = Path(o["key"]).suffix
+        names.append((f"{stem}{suffix}" if len(outputs) == 1 else f"{stem}-{i}{suffix}", o["key"]))
+    return names

@@ -1,0 +1,40 @@
+"""What the pipeline works under: its timing and capacity settings, and what a tick did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worker.values.breaker import Limits
+from worker.values.callback_events import CallbackPolicy
+from worker.values.retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The timing and capacity settings the pipeline works under."""
+
+    lease_seconds: float
+    poll_seconds: float
+    poll_max_seconds: float
+    webhook_grace_seconds: float
+    limits: Limits
+    public_url: str | None
+    retry: RetryPolicy
+    #: How long an attempt whose worker vanished mid-call waits for the provider's
+    #: callback before it is given up and the job sent again.
+    submit_grace_seconds: float = 900.0
+    #: How long finalize waits before trying again after a storage or network hiccup.
+    finalize_retry_seconds: float = 5.0
+    #: How producer callbacks are delivered (the tick sends those that are due).
+    callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one scheduler tick did."""
+
+    dispatched: int
+    polls: int
+    repaired: int
+    #: Producer callbacks sent for delivery.
+    callbacks: int = 0

@@ -1,0 +1,297 @@
+"""The machine: dispatch, submit, poll, webhooks, finalize, and the scheduler's tick.
+
+Every step is short (one provider call or one transaction) so no worker slot is held while
+a provider computes. Each re-reads the job and applies a guarded transition, so a
+duplicated, late or lost message can neither lose nor double a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from models.state import JobState
+from worker.database import Database, TaskQueue, publish
+from worker.errors import UnknownProvider
+from worker.faults import PROVIDER_TIMEOUT, ErrorKind, Fault
+from worker.fetch import Fetcher, FetchError
+from worker.pipeline import dispatch as routing
+from worker.pipeline.outputs import OutputCopier, result_json, upload_key
+from worker.pipeline.policy import Policy, TickReport
+from worker.pipeline.reconcile import reconcile
+from worker.providers.base import (
+    AttemptRef,
+    Completed,
+    Failed,
+    Outcome,
+    Pending,
+    Provider,
+    ProviderCallError,
+)
+from worker.storage.base import Storage, StorageError
+from worker.usecases import callbacks
+from worker.values import images
+from worker.values.canonical import EditInput
+from worker.values.pricing import list_price
+from worker.values.records import AttemptRecord, JobRecord
+from worker.values.retry import Verdict, decide, poll_interval
+
+log = logging.getLogger("editq.pipeline")
+
+#: Most rows one tick looks at for each kind of repair.
+_TICK_BATCH = 500
+
+
+class Pipeline:
+    """The steps a job goes through after it was queued."""
+
+    def __init__(
+        self,
+        db: Database,
+        providers: Mapping[str, Provider],
+        storage: Storage,
+        fetcher: Fetcher,
+        queue: TaskQueue,
+        policy: Policy,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = db
+        self._providers = providers
+        self._storage = storage
+        self._copier = OutputCopier(storage, fetcher)
+        self._queue = queue
+        self._policy = policy
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def dispatch(self) -> int:
+        """Claim queued jobs within each provider's capacity, rate and breaker; send them on."""
+        with self._db.transaction() as repo:
+            claimed = routing.dispatch(repo, self._policy.limits, self._policy.lease_seconds)
+        for c in claimed:
+            publish(self._queue.submit, c.job_id, c.attempt)
+        return len(claimed)
+
+    # -- submit ---------------------------------------------------------------------------
+
+    def submit(self, job_id: uuid.UUID, number: int) -> str:
+        """Make the one provider call of attempt ``number``; returns what happened."""
+        with self._db.transaction() as repo:
+            found = repo.job_at(job_id, number, JobState.SUBMITTING)
+            if found is None:
+                return "stale"
+            job, attempt = found
+            if not repo.start_sending(attempt.id):
+                return "duplicate"
+        provider = self._providers[attempt.provider]
+        edit = EditInput.model_validate(job.input)
+        public_url = self._policy.public_url
+        webhook = provider.webhook_url(public_url, attempt.id) if public_url else None
+        upload = self._upload_url(job.id, edit) if provider.uploads_directly else None
+        try:
+            sent = provider.submit(job.model, edit, attempt.id, webhook, upload)
+        except ProviderCallError as exc:
+            if exc.fault.code == PROVIDER_TIMEOUT:
+                return self._unanswered(attempt, exc.fault)
+            return self._after_failure(job, attempt, exc.fault)
+        first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
+        with self._db.transaction() as repo:
+            repo.record_success(attempt.provider)
+            moved = repo.mark_running(attempt, sent.request_id, dict(sent.data), first_poll)
+        return "running" if moved else "overtaken"
+
+    def _unanswered(self, attempt: AttemptRecord, fault: Fault) -> str:
+        """A submit that timed out may have been accepted: do not send a new attempt now.
+
+        The attempt stays ``sending`` under its lease, exactly as if its worker had died
+        mid-call, and the reconcile tick recovers it the same careful way (the provider's
+        callback, a repeat the provider recognises, or the grace period).
+        """
+        log.warning("submit of %s timed out; left to reconcile: %s", attempt.id, fault.message)
+        with self._db.transaction() as repo:
+            routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
+        return "unanswered"
+
+    def _upload_url(self, job_id: uuid.UUID, edit: EditInput) -> str | None:
+        # One presigned PUT is one object: a provider that would write several outputs to
+        # it would overwrite them, so several outputs are downloaded by finalize instead.
+        if edit.num_images != 1:
+            return None
+        key = upload_key(job_id, edit)
+        return self._storage.presign_put(key, None, int(self._policy.lease_seconds) + 3600)
+
+    # -- results: poll and webhook --------------------------------------------------------
+
+    def poll(self, job_id: uuid.UUID, number: int) -> str:
+        """Ask the provider about a running attempt and act on the answer."""
+        with self._db.transaction() as repo:
+            found = repo.job_at(job_id, number, JobState.RUNNING)
+        if found is None:
+            return "stale"
+        job, attempt = found
+        provider = self._providers[attempt.provider]
+        try:
+            outcome = provider.status(_ref(attempt))
+        except ProviderCallError as exc:
+            if exc.fault.kind is ErrorKind.TERMINAL:
+                return self._after_failure(job, attempt, exc.fault)
+            # The next tick asks again; a flaky status endpoint is not the job's failure,
+            # but it is the provider's.
+            if routing.counts_against(exc.fault):
+                with self._db.transaction() as repo:
+                    routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
+            return "poll_failed"
+        since = attempt.submitted_at or attempt.created_at
+        age = (datetime.now(UTC) - since).total_seconds()
+        return self._record(job, attempt, outcome, None, poll_age=age)
+
+    def webhook(
+        self,
+        provider_name: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Mapping[str, str],
+    ) -> str:
+        """Verify a provider callback and apply it as a poll would. Raises WebhookRejected."""
+        provider = self._providers.get(provider_name)
+        if provider is None:
+            raise UnknownProvider(provider=provider_name)
+        event = provider.parse_webhook(headers, body, query)
+        with self._db.transaction() as repo:
+            found = repo.attempt_with_job(event.attempt_id) if event.attempt_id else None
+        if found is None or found[1].provider != provider_name:
+            return "unknown_attempt"
+        job, attempt = found
+        if attempt.request_id is not None and attempt.request_id != event.request_id:
+            return "request_mismatch"
+        if isinstance(event.outcome, Pending):
+            # Part of the attempt is done (one image of several): ask for the whole now.
+            with self._db.transaction() as repo:
+                repo.schedule_poll(job.id, attempt.number, 0)
+            publish(self._queue.poll, job.id, attempt.number)
+            return "poll_requested"
+        return self._record(job, attempt, event.outcome, event.request_id)
+
+    def _record(
+        self,
+        job: JobRecord,
+        attempt: AttemptRecord,
+        outcome: Outcome,
+        request_id: str | None,
+        poll_age: float = 0.0,
+    ) -> str:
+        if isinstance(outcome, Failed):
+            return self._after_failure(job, attempt, outcome.fault)
+        if isinstance(outcome, Completed):
+            result = result_json(outcome, upload_key(job.id, EditInput.model_validate(job.input)))
+            with self._db.transaction() as repo:
+                repo.record_success(attempt.provider)
+                moved = repo.begin_finalize(attempt, request_id, result, self._policy.lease_seconds)
+            if not moved:
+                return "duplicate"
+            publish(self._queue.finalize, job.id, attempt.number)
+            return "finalizing"
+        wait = poll_interval(poll_age, self._policy.poll_seconds, self._policy.poll_max_seconds)
+        with self._db.transaction() as repo:
+            repo.schedule_poll(job.id, attempt.number, wait)
+        return "pending"
+
+    def _after_failure(self, job: JobRecord, attempt: AttemptRecord, fault: Fault) -> str:
+        decision = decide(
+            fault, job.failed_attempts, job.max_attempts, self._policy.retry, self._rng
+        )
+        with self._db.transaction() as repo:
+            if routing.counts_against(fault):
+                routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
+            if decision.verdict is Verdict.FAIL:
+                moved = repo.fail(attempt, fault)
+            else:
+                moved = repo.requeue(
+                    attempt,
+                    fault,
+                    decision.delay_seconds,
+                    counts=decision.counts,
+                    next_provider=routing.next_provider(job, attempt.provider, fault),
+                )
+        if not moved:
+            return "stale"
+        return decision.verdict.value
+
+    # -- finalize -------------------------------------------------------------------------
+
+    def finalize(self, job_id: uuid.UUID, number: int) -> str:
+        """Copy every output of a finished attempt into storage, then succeed the job once."""
+        token = uuid.uuid4()
+        with self._db.transaction() as repo:
+            if not repo.take_finalize_lease(job_id, number, token, self._policy.lease_seconds):
+                return "stale"
+            found = repo.job_at(job_id, number, JobState.FINALIZING)
+        # The lease was just taken on this finalizing attempt, which has its result.
+        assert found is not None
+        job, attempt = found
+        assert attempt.result is not None
+        try:
+            stored = self._copier.copy_all(job_id, attempt.result)
+        except (FetchError, images.NotAnImage) as exc:
+            if isinstance(exc, FetchError) and not exc.permanent:
+                return self._defer_finalize(job_id, token, exc)
+            fault = Fault(ErrorKind.RETRYABLE, "output_unavailable", str(exc))
+            return self._after_failure(job, attempt, fault)
+        except StorageError as exc:
+            return self._defer_finalize(job_id, token, exc)
+        reported = attempt.result.get("cost_usd")
+        if reported is not None:
+            cost = Decimal(reported)
+        else:
+            cost = list_price(attempt.provider, job.model, len(stored))
+        with self._db.transaction() as repo:
+            done = repo.succeed(attempt, token, stored, cost)
+        return "succeeded" if done else "stale"
+
+    def _defer_finalize(self, job_id: uuid.UUID, token: uuid.UUID, exc: Exception) -> str:
+        log.warning("finalize of %s deferred: %s", job_id, exc)
+        with self._db.transaction() as repo:
+            repo.release_finalize_lease(job_id, token, self._policy.finalize_retry_seconds)
+        return "deferred"
+
+    # -- cancel ---------------------------------------------------------------------------
+
+    def cancel_at_provider(self, job_id: uuid.UUID, number: int) -> str:
+        """Ask the provider to stop an attempt of a canceled job (best effort)."""
+        with self._db.transaction() as repo:
+            attempt = repo.current_attempt(job_id, number)
+        if attempt is None or attempt.request_id is None:
+            return "nothing_to_cancel"
+        try:
+            self._providers[attempt.provider].cancel(_ref(attempt))
+        except ProviderCallError as exc:
+            log.info("provider cancel of %s failed: %s", job_id, exc)
+            return "cancel_failed"
+        return "cancel_requested"
+
+    # -- the scheduler's tick -------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """Dispatch, send due polls, and repair expired leases."""
+        dispatched = self.dispatch()
+        with self._db.transaction() as repo:
+            # Pushed back by the longest interval; the poll itself sets the real next time.
+            due = repo.due_polls(_TICK_BATCH, self._policy.poll_max_seconds)
+        for job_id, number in due:
+            publish(self._queue.poll, job_id, number)
+        repaired = self.reconcile()
+        sent = callbacks.publish_due(self._db, self._queue, self._policy.callbacks)
+        return TickReport(dispatched, len(due), repaired, sent)
+
+    def reconcile(self) -> int:
+        """Repair jobs whose lease expired: their worker died or their message was lost."""
+        return reconcile(self._db, self._providers, self._queue, self._policy)
+
+
+def _ref(attempt: AttemptRecord) -> AttemptRef:
+    return AttemptRef(attempt.id, attempt.request_id, attempt.provider_data)

@@ -1,0 +1,64 @@
+"""Waking the scheduler when a dispatch round has work: a slot freed or a job queued.
+
+Every transaction that takes a job out of flight (the provider finished, failed, or the
+job was canceled) or queues one (a new job or batch, a retry) sends
+``NOTIFY editq_dispatch`` with its writes, so the wake-up exists exactly when they commit,
+and no broker message is needed. The scheduler listens between ticks and runs a dispatch
+round when one arrives, after a short pause that lets a burst share one round.
+PostgreSQL folds the notifications of one transaction into one, and the scheduler drains
+whatever queued up, so a thousand completions cost a few dispatch rounds, not a
+thousand. Without notifications (a lost connection) the tick still dispatches every
+``tick_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from worker.repository.base import CHANNEL
+
+log = logging.getLogger("editq.scheduler")
+
+
+class Wakeups:
+    """A LISTEN connection of its own; reopened after it breaks."""
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._conn: psycopg.Connection[object] | None = None
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a notification arrives (True) or ``timeout`` seconds pass (False)."""
+        try:
+            conn = self._connect()
+            return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
+        except psycopg.Error as exc:
+            log.warning("dispatch notifications unavailable (%s); ticks carry on", exc)
+            self.close()
+            return False
+
+    def drain(self) -> None:
+        """Forget notifications that queued up meanwhile: one dispatch round serves them all."""
+        if self._conn is None:
+            return
+        try:
+            for _ in self._conn.notifies(timeout=0):
+                pass
+        except psycopg.Error:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection (the next wait reopens it)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connect(self) -> psycopg.Connection[object]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._dsn, autocommit=True)
+            self._conn.execute(f"LISTEN {CHANNEL}")
+        return self._conn

@@ -1,0 +1,1 @@
+"""fal.ai: the adapter, its error table, its wire payloads and its webhook signatures."""

@@ -1,0 +1,1 @@
+"""Runflow: the adapter, its error table, its wire payloads and its callback signatures."""

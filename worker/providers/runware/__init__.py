@@ -1,0 +1,1 @@
+"""Runware: the adapter, its error table, its wire payloads and its callback URL tokens."""

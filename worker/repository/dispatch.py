@@ -1,0 +1,169 @@
+"""Dispatch's queries: who waits for which provider, the due jobs in fair order, the claim."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+
+from models.state import TRANSITIONS, BatchState, JobState, Transition
+from models.tables import Attempt, Batch, Job, JobEvent
+from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.values.records import Candidate, Claimed
+
+
+class DispatchRows(SessionBound):
+    """The statements of one dispatch round, run under its advisory lock."""
+
+    def lock_dispatch(self) -> None:
+        """Serialise dispatchers for this transaction, so capacity is never over-claimed."""
+        self.run(text("SELECT pg_advisory_xact_lock(hashtext('editq.dispatch'))"))
+
+    def waiting_for(self, providers: Sequence[str]) -> set[str]:
+        """The providers of ``providers`` that have a queued job waiting for them, due or not.
+
+        One index probe each: a dispatch round skips the due queries of a provider nobody
+        waits for, which in a one-provider deployment are most of a round's statements.
+        """
+        return set(self.run(_WAITING, {"names": list(providers)}).scalars())
+
+    def due(self, provider: str, limit: int, stand_in_for: Sequence[str] = ()) -> list[Candidate]:
+        """Up to ``limit`` due queued jobs for ``provider``, locked, in fair order.
+
+        Fair order is priority first, then round-robin: the first job of every running
+        batch (and of the jobs in no batch), then the second of each, and so on; so one
+        10,000-row batch does not hold back an interactive job or another batch.
+
+        Jobs waiting for a provider in ``stand_in_for`` (its breaker is open) that also list
+        ``provider`` are taken too: that is failover at dispatch. ``FOR UPDATE SKIP LOCKED``
+        lets dispatch proceed past rows another transaction is changing (a cancel, say).
+        """
+        params = {"due_provider": provider, "due_others": list(stand_in_for), "due_limit": limit}
+        rows = [*self.run(_DUE_UNBATCHED, params), *self.run(_DUE_BATCHED, params)]
+        rows.sort(key=lambda r: (-r.priority, r.run_after, r.created_at))
+        turn: dict[uuid.UUID | None, int] = {}
+        ranked: list[tuple[int, int, Candidate]] = []
+        for job_id, batch_id, priority, _, _, model, num_images in rows:
+            turn[batch_id] = turn.get(batch_id, -1) + 1
+            ranked.append(
+                (-priority, turn[batch_id], Candidate(job_id, batch_id, model, num_images or 1))
+            )
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        return [candidate for _, _, candidate in ranked[:limit]]
+
+    def claim(self, provider: str, ids: Sequence[uuid.UUID], lease_seconds: float) -> list[Claimed]:
+        """Claim the locked due jobs ``ids`` for ``provider``: each gets a new attempt."""
+        if not ids:
+            return []
+        move = TRANSITIONS[Transition.CLAIM]
+        rows = self.run(
+            update(Job)
+            .where(Job.id.in_(ids), Job.state.in_(move.sources))
+            .values(
+                state=move.target,
+                provider=provider,
+                attempt=Job.attempt + 1,
+                lease_expires_at=seconds_from_now(lease_seconds),
+                lease_token=None,
+                updated_at=NOW,
+            )
+            .returning(Job.id, Job.attempt)
+        ).all()
+        if not rows:
+            return []
+        claimed = [Claimed(job_id, number, uuid.uuid4(), provider) for job_id, number in rows]
+        self.run(
+            insert(Attempt),
+            [
+                {"id": c.attempt_id, "job_id": c.job_id, "number": c.attempt, "provider": provider}
+                for c in claimed
+            ],
+        )
+        self.run(
+            insert(JobEvent),
+            [
+                {
+                    "job_id": c.job_id,
+                    "transition": Transition.CLAIM.value,
+                    "state": move.target,
+                    "attempt": c.attempt,
+                    "actor": self.actor,
+                    "data": {"provider": provider, "attempt_id": str(c.attempt_id)},
+                }
+                for c in claimed
+            ],
+        )
+        return claimed
+
+
+def _due_statements() -> tuple[Select[Any], Select[Any]]:
+    """The due jobs in no batch, and the head of each running batch's due jobs.
+
+    Built once, with the provider, the providers it stands in for, and the limit as
+    parameters: building the lateral join costs more CPU than running it.
+    """
+    provider = bindparam("due_provider", type_=Text)
+    others = bindparam("due_others", type_=ARRAY(Text))
+    mine = or_(
+        Job.provider == provider,
+        and_(Job.provider == any_(others), provider == any_(Job.providers)),
+    )
+    columns = (
+        Job.id,
+        Job.batch_id,
+        Job.priority,
+        Job.run_after,
+        Job.created_at,
+        Job.model,
+        Job.input["num_images"].as_integer(),
+    )
+
+    def head(*where: Any) -> Select[Any]:
+        return (
+            select(*columns)
+            .where(Job.state == JobState.QUEUED, mine, Job.run_after <= NOW, *where)
+            .order_by(Job.priority.desc(), Job.run_after, Job.created_at)
+            .limit(bindparam("due_limit", type_=Integer))
+            .with_for_update(skip_locked=True)
+        )
+
+    running = select(Batch.id).where(Batch.state == BatchState.RUNNING).subquery()
+    per_batch = head(Job.batch_id == running.c.id).lateral()
+    return (
+        head(Job.batch_id.is_(None)),
+        select(per_batch).select_from(running.join(per_batch, true())),
+    )
+
+
+_DUE_UNBATCHED, _DUE_BATCHED = _due_statements()
+
+
+def _waiting_statement() -> Select[Any]:
+    # One EXISTS probe of (state, provider) per name, not a scan of every queued job.
+    names = (
+        func.unnest(bindparam("names", type_=ARRAY(Text)))
+        .table_valued("name")
+        .render_derived(name="p")
+    )
+    queued = exists().where(Job.state == JobState.QUEUED, Job.provider == names.c.name)
+    return select(names.c.name).where(queued)
+
+
+_WAITING = _waiting_statement()

@@ -1,0 +1,235 @@
+"""Producer and ops use cases: create, read, list, cancel and retry jobs.
+
+Entry points (routes, CLI commands) parse their input, call one of these, and format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from models.state import TRANSITIONS, JobState, Transition
+from worker.database import Database, TaskQueue, publish
+from worker.errors import IdempotencyConflict, InvalidTransition, JobNotFound, NoProviderCanRun
+from worker.providers.base import Provider, Unsupported
+from worker.usecases.callbacks import CallbackTargets
+from worker.values.canonical import EditInput
+from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """A validated request for one edit job."""
+
+    model: str
+    input: EditInput
+    providers: tuple[str, ...] = ()
+    external_id: str | None = None
+    callback_url: str | None = None
+    priority: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """sha256 of the request in canonical JSON; equal requests give equal fingerprints."""
+        body = {
+            "model": self.model,
+            "input": self.input.model_dump(mode="json", exclude_none=True),
+            "providers": list(self.providers),
+            "external_id": self.external_id,
+            "callback_url": self.callback_url,
+            "priority": self.priority,
+            "metadata": self.metadata,
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+#: The states an ops retry takes a job from.
+RETRYABLE_STATES = tuple(sorted(TRANSITIONS[Transition.RETRY].sources))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """What a retry by filter matched and did (nothing, on a dry run), with a sample."""
+
+    matched: int
+    retried: int
+    sample: tuple[JobRecord, ...]
+    dry_run: bool
+
+
+class Jobs:
+    """The use cases producers and ops call."""
+
+    def __init__(
+        self,
+        db: Database,
+        queue: TaskQueue,
+        providers: Mapping[str, Provider],
+        default_providers: Sequence[str],
+        max_attempts: int,
+        callback_targets: CallbackTargets | None = None,
+    ) -> None:
+        self._db = db
+        self._queue = queue
+        self._providers = providers
+        self._default_providers = tuple(default_providers)
+        self._max_attempts = max_attempts
+        #: Checks a job's ``callback_url``; None accepts any (tests that send no callbacks).
+        self._callback_targets = callback_targets
+
+    def create(
+        self, request: JobRequest, idempotency_key: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Queue a job; returns it and whether it was created now.
+
+        With an ``idempotency_key`` the same key and body give back the first job, and the
+        same key with another body raises :class:`IdempotencyConflict`.
+        """
+        fingerprint = request.fingerprint()
+        self.check_callback_url(request.callback_url)
+        eligible, excluded = self.route(request.model, request.input, request.providers)
+        new = NewJob(
+            id=uuid.uuid4(),
+            model=request.model,
+            input=request.input.model_dump(mode="json", exclude_none=True),
+            providers=eligible,
+            excluded_providers=excluded,
+            max_attempts=self._max_attempts,
+            priority=request.priority,
+            external_id=request.external_id,
+            callback_url=request.callback_url,
+            metadata=request.metadata,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+        )
+        with self._db.transaction() as repo:
+            created = repo.insert_job(new)
+            job = (
+                repo.job(new.id) if created else repo.job_by_idempotency_key(idempotency_key or "")
+            )
+        if job is None:  # pragma: no cover - the insert or the conflict guarantees a row
+            raise JobNotFound
+        if not created and job.request_hash != fingerprint:
+            raise IdempotencyConflict(key=idempotency_key)
+        return job, created
+
+    def route(
+        self, model: str, edit: EditInput, providers: Sequence[str]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The providers that can run an edit, in order, and why the others cannot.
+
+        ``providers`` is the producer's list (empty: the default order). Raises
+        :class:`NoProviderCanRun` when none can.
+        """
+        eligible: list[str] = []
+        excluded: dict[str, str] = {}
+        problems: list[dict[str, str]] = []
+        for name in providers or self._default_providers:
+            provider = self._providers.get(name)
+            if provider is None:
+                refused = [Unsupported("providers", f"{name} is not configured")]
+            else:
+                refused = provider.unsupported(model, edit)
+            if not refused:
+                eligible.append(name)
+                continue
+            excluded[name] = "; ".join(f"{u.field}: {u.reason}" for u in refused)
+            problems += [
+                {
+                    "field": u.field if u.field in {"model", "providers"} else f"input.{u.field}",
+                    "rule": "unsupported_by_provider",
+                    "message": f"{name}: {u.reason}",
+                }
+                for u in refused
+            ]
+        if not eligible:
+            first = problems[0]
+            raise NoProviderCanRun(f"{first['field']}: {first['message']}", fields=problems)
+        return tuple(eligible), excluded
+
+    def check_callback_url(self, url: str | None) -> None:
+        """Raise unless callbacks to ``url`` can be signed and sent (batches check theirs too).
+
+        :class:`CallbacksNotConfigured` when this server has no callback secret,
+        :class:`CallbackUrlRefused` when the URL points at a non-public address.
+        """
+        if self._callback_targets is not None:
+            self._callback_targets.check(url)
+
+    def get(self, job_id: uuid.UUID) -> JobDetail:
+        """A job with its attempts, outputs and history."""
+        with self._db.transaction() as repo:
+            detail = repo.detail(job_id)
+        if detail is None:
+            raise JobNotFound(job_id=str(job_id))
+        return detail
+
+    def list(
+        self, where: JobFilter, limit: int = 50, after: Cursor | None = None
+    ) -> tuple[list[JobRecord], Cursor | None]:
+        """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
+        with self._db.transaction() as repo:
+            jobs = repo.list_jobs(where, limit + 1, after)
+        if len(jobs) <= limit:
+            return jobs, None
+        last = jobs[limit - 1]
+        return jobs[:limit], Cursor(last.created_at, last.id)
+
+    def counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state."""
+        with self._db.transaction() as repo:
+            return repo.count_by_state()
+
+    def cancel(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
+        """Cancel a job that has not finished; the provider is asked to stop, best effort."""
+        with self._db.transaction() as repo:
+            before = repo.cancel(job_id, reason)
+            after = repo.job(job_id)
+        if after is None:
+            raise JobNotFound(job_id=str(job_id))
+        if before is None:
+            raise InvalidTransition(
+                f"job {job_id} is {after.state}; only queued, submitting, running or "
+                "finalizing jobs can be canceled",
+                state=after.state.value,
+            )
+        if before.state in {JobState.SUBMITTING, JobState.RUNNING}:
+            publish(self._queue.cancel_at_provider, job_id, before.attempt)
+        return after
+
+    def retry_matching(
+        self, where: JobFilter, reason: str, *, dry_run: bool, sample_size: int = 10
+    ) -> RetryReport:
+        """Retry every failed or canceled job matching ``where`` (ops after an outage).
+
+        ``where.states`` may narrow to failed or canceled; it defaults to both. A dry run
+        counts and samples what would be retried and changes nothing.
+        """
+        where = replace(where, states=tuple(where.states) or RETRYABLE_STATES)
+        with self._db.transaction() as repo:
+            matched = repo.count_matching(where)
+            sample = tuple(repo.list_jobs(where, sample_size, None))
+        if dry_run or matched == 0:
+            return RetryReport(matched, 0, sample, dry_run)
+        with self._db.transaction() as repo:
+            retried = repo.retry_matching(where, reason)
+        return RetryReport(matched, len(retried), sample, dry_run=False)
+
+    def retry(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
+        """Send a failed or canceled job round again, with a fresh attempt budget."""
+        with self._db.transaction() as repo:
+            moved = repo.retry(job_id, reason)
+            job = repo.job(job_id)
+        if job is None:
+            raise JobNotFound(job_id=str(job_id))
+        if not moved:
+            raise InvalidTransition(
+                f"job {job_id} is {job.state}; only failed or canceled jobs can be retried",
+                state=job.state.value,
+            )
+        return job
