@@ -59,7 +59,17 @@ class FaultConfig:
     the rest wait in the queue. Each ``rate_*`` is a probability from 0 to 1: ``rate_5xx``,
     ``rate_429`` (answered with ``Retry-After: retry_after``) and ``rate_422`` reject a submit,
     tried in that order; ``rate_moderated`` fails a finished request as a content-policy
-    violation. ``seed`` makes the draws repeatable (``None``: different every run).
+    violation. The output faults spoil a finished request's images in the provider's own
+    fields, tried in this order: ``rate_blackout`` returns black images flagged as unsafe (as
+    a safety checker does), ``rate_flagged`` flags images that are not black,
+    ``rate_unchanged`` hands the source back, ``rate_wrong_size`` returns square images
+    whatever was asked. ``seed`` makes the draws repeatable (``None``: different every run).
+
+    ``rewrite_hosts`` is not a fault but where the emulator's own calls go: it maps a
+    ``host:port`` a URL names to the ``host:port`` the emulator should connect to instead
+    (``{"localhost:9000": "minio:9000"}`` when the emulator runs in a container and the URLs
+    it is handed were made for the host). The request keeps its ``Host`` header, so a
+    presigned URL's signature still holds.
     """
 
     latency: float = 2.0
@@ -70,15 +80,20 @@ class FaultConfig:
     retry_after: float = 1.0
     rate_422: float = 0.0
     rate_moderated: float = 0.0
+    rate_blackout: float = 0.0
+    rate_flagged: float = 0.0
+    rate_unchanged: float = 0.0
+    rate_wrong_size: float = 0.0
     seed: int | None = None
     webhook: WebhookPolicy = field(default_factory=WebhookPolicy)
+    rewrite_hosts: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency < 0 or self.jitter < 0 or self.retry_after < 0:
             raise ValueError("latency, jitter and retry_after must not be negative")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError("concurrency must be at least 1, or None for no limit")
-        for name in ("rate_5xx", "rate_429", "rate_422", "rate_moderated"):
+        for name in ("rate_5xx", "rate_429", "rate_422", "rate_moderated", *OUTPUT_FAULT_RATES):
             _check_rate(name, getattr(self, name))
 
     @property
@@ -99,6 +114,10 @@ PATCHABLE_KEYS = frozenset(
         "retry_after",
         "rate_422",
         "rate_moderated",
+        "rate_blackout",
+        "rate_flagged",
+        "rate_unchanged",
+        "rate_wrong_size",
         "webhook_retry_delays",
         "webhook_duplicates",
         "webhook_drop_rate",
@@ -143,6 +162,28 @@ class SubmitFault(StrEnum):
     INVALID = "invalid"
 
 
+class OutputFault(StrEnum):
+    """A way a finished request's images come back wrong (the quality gate's cases)."""
+
+    #: Black images, flagged by the provider's safety checker.
+    BLACKOUT = "blackout"
+    #: Images flagged as unsafe that are not black.
+    FLAGGED = "flagged"
+    #: The source handed back untouched.
+    UNCHANGED = "unchanged"
+    #: Square images, whatever shape was asked.
+    WRONG_SIZE = "wrong_size"
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the provider's own moderation flag is set on the images."""
+        return self in (OutputFault.BLACKOUT, OutputFault.FLAGGED)
+
+
+#: Each output fault's rate field, in the order they are tried.
+OUTPUT_FAULT_RATES: dict[str, OutputFault] = {f"rate_{fault.value}": fault for fault in OutputFault}
+
+
 class FaultInjector:
     """Draws latency and faults from the current :class:`FaultConfig`.
 
@@ -166,6 +207,13 @@ class FaultInjector:
     def moderated(self) -> bool:
         """Whether this request's output is flagged as a content-policy violation."""
         return self._chance(self.config.rate_moderated)
+
+    def output_fault(self) -> OutputFault | None:
+        """How this request's images come back wrong, if they do."""
+        for rate, fault in OUTPUT_FAULT_RATES.items():
+            if self._chance(getattr(self.config, rate)):
+                return fault
+        return None
 
     def latency(self) -> float:
         """How long (seconds) this request should run: the mean, plus or minus the jitter."""

@@ -12,6 +12,7 @@ import hashlib
 import io
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
@@ -104,6 +105,84 @@ def apply_edit(
     _frame(image, grade)
     _caption(image, prompt)
     return _encode(image, output_format)
+
+
+def edit_all(
+    source: bytes,
+    prompt: str,
+    seed: int,
+    count: int,
+    spoiled: str | None,
+    *,
+    aspect_ratio: str | None,
+    output_format: str,
+    size: tuple[int, int] | None = None,
+) -> list[EditedImage]:
+    """``count`` edits of ``source``, each one's seed following from the first, each
+    spoiled as ``spoiled`` says (see :func:`spoil`; None: as they should be)."""
+    edited = [
+        apply_edit(
+            source,
+            prompt,
+            seed=seed + index,
+            aspect_ratio=aspect_ratio,
+            output_format=output_format,
+            size=size,
+        )
+        for index in range(count)
+    ]
+    if spoiled is None:
+        return edited
+    return [spoil(image, source, spoiled, output_format) for image in edited]
+
+
+class KontextArguments(Protocol):
+    """The fields of a fal-style Kontext input (fal's and Runflow's are the same)."""
+
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def num_images(self) -> int: ...
+    @property
+    def aspect_ratio(self) -> str | None: ...
+    @property
+    def output_format(self) -> str: ...
+
+
+def edit_arguments(
+    arguments: KontextArguments, source: bytes, seed: int, spoiled: str | None
+) -> list[EditedImage]:
+    """Every image a fal-style request asks for; each one's seed follows from the first."""
+    return edit_all(
+        source,
+        arguments.prompt,
+        seed,
+        arguments.num_images,
+        spoiled,
+        aspect_ratio=arguments.aspect_ratio,
+        output_format=arguments.output_format,
+    )
+
+
+def spoil(image: EditedImage, source: bytes, how: str, output_format: str) -> EditedImage:
+    """``image`` gone wrong in one of the ways a real provider's outputs do.
+
+    ``how`` is ``blackout`` (black, as a safety checker leaves a flagged image), ``flagged``
+    (left as it is: only the provider's flag says anything), ``unchanged`` (the source
+    handed back, re-encoded in the format asked for) or ``wrong_size`` (a square crop).
+    """
+    if how == "flagged":
+        return image
+    if how == "blackout":
+        return _encode(Image.new("RGB", (image.width, image.height)), output_format)
+    if how == "unchanged":
+        return _encode(_open(source), output_format)
+    if how == "wrong_size":
+        side = min(image.width, image.height)
+        with Image.open(io.BytesIO(image.data)) as opened:
+            square = ImageOps.fit(opened.convert("RGB"), (side, side))
+        return _encode(square, output_format)
+    raise ValueError(f"unknown output fault {how!r}")
 
 
 def grade_for(prompt: str, seed: int | None) -> Grade:

@@ -16,7 +16,7 @@ side by side in the overhead benchmark 16 connections halved the emulator's CPU 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx
 
@@ -29,16 +29,42 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 def outbound_client(
     limit: int = CONNECTIONS,
     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+    rewrite_hosts: Mapping[str, str] | None = None,
 ) -> httpx.AsyncClient:
     """An ``AsyncClient`` that keeps at most ``limit`` requests inside its pool.
 
-    ``wrap`` lets a caller put its own transport (a recorder, say) around the bounded one.
-    Create it from the event loop that will use it.
+    ``wrap`` lets a caller put its own transport (a recorder, say) around the bounded one;
+    ``rewrite_hosts`` sends requests for one ``host:port`` to another (see
+    :class:`emulators.faults.FaultConfig`). Create it from the event loop that will use it.
     """
     transport: httpx.AsyncBaseTransport = BoundedTransport(limit)
+    if rewrite_hosts:
+        transport = RewriteHosts(transport, rewrite_hosts)
     if wrap is not None:
         transport = wrap(transport)
     return httpx.AsyncClient(transport=transport, timeout=TIMEOUT)
+
+
+class RewriteHosts(httpx.AsyncBaseTransport):
+    """Connects to another ``host:port`` than the URL names, keeping the ``Host`` header."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, targets: Mapping[str, str]) -> None:
+        self._inner = inner
+        self._targets = dict(targets)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        authority = f"{request.url.host}:{request.url.port or _DEFAULT_PORTS[request.url.scheme]}"
+        target = self._targets.get(authority)
+        if target is not None:
+            host, _, port = target.rpartition(":")
+            request.url = request.url.copy_with(host=host, port=int(port))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class BoundedTransport(httpx.AsyncBaseTransport):

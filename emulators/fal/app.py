@@ -14,13 +14,12 @@ The admin endpoints under ``/_emulator`` are the emulator's own (see :mod:`emula
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 
+from emulators.asgi import emulator_app
 from emulators.fal.admin import admin_router
 from emulators.fal.config import FalEmulatorConfig
 from emulators.fal.emulator import FalEmulator, Reply, RequestRejectedError
@@ -31,19 +30,8 @@ Authorization = Annotated[str | None, Header()]
 def create_app(config: FalEmulatorConfig) -> FastAPI:
     """Build a fal emulator app; it starts its background machinery in its lifespan."""
     emulator = FalEmulator(config)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await emulator.start()
-        try:
-            yield
-        finally:
-            await emulator.stop()
-
-    app = FastAPI(title="fal.ai emulator", lifespan=lifespan, openapi_url=None, docs_url=None)
-    app.state.emulator = emulator
+    app = emulator_app("fal.ai emulator", emulator, admin_router(emulator))
     app.add_exception_handler(RequestRejectedError, _rejected)
-    app.include_router(admin_router(emulator))
     _add_public_routes(app, emulator)
     _add_queue_routes(app, emulator)
     return app

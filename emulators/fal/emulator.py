@@ -57,7 +57,7 @@ class FalEmulator:
 
     async def start(self) -> None:
         """Open the HTTP client and start accepting work; call from the serving event loop."""
-        self._client = outbound_client()
+        self._client = outbound_client(rewrite_hosts=self.config.rewrite_hosts)
         sender = WebhookSender(
             self._client, self.keys, self.config.user_id, self.injector, self.store.stats
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from emulators.background import Background
 from emulators.fal.protocol import (
     ModelError,
     download_error,
@@ -24,7 +25,7 @@ from emulators.fal.protocol import (
 from emulators.fal.state import FalRequest, RequestStore
 from emulators.fal.webhooks import WebhookSender
 from emulators.faults import ConcurrencyGate, FaultInjector
-from emulators.imaging import EditedImage, UnreadableImageError, apply_edit
+from emulators.imaging import EditedImage, UnreadableImageError, edit_arguments
 from emulators.sources import SourceUnavailableError, fetch_source
 
 logger = logging.getLogger(__name__)
@@ -54,31 +55,19 @@ class Runner:
         self._sender = sender
         self._client = client
         self._result_ttl = result_ttl
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background = Background()
 
     def start(self, request: FalRequest) -> None:
         """Run ``request`` in the background; it must already have joined the gate."""
-        task = asyncio.create_task(self._run(request), name=f"fal-{request.request_id}")
-        self._tasks[request.request_id] = task
-        task.add_done_callback(lambda done: self._finished(request.request_id, done))
+        self._background.spawn(self._run(request), f"fal-{request.request_id}")
 
     def stop(self, request_id: str) -> None:
         """Abandon a request's work (its state is the caller's business)."""
-        task = self._tasks.get(request_id)
-        if task is not None:
-            task.cancel()
+        self._background.cancel(f"fal-{request_id}")
 
     async def close(self) -> None:
         """Cancel every task still running, and wait for them to end."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _finished(self, request_id: str, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(request_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("request %s crashed", request_id, exc_info=task.exception())
+        await self._background.close()
 
     async def _run(self, request: FalRequest) -> None:
         try:
@@ -117,12 +106,13 @@ class Runner:
         # same choices whatever the timing of downloads and edits.
         latency = self._injector.latency()
         moderated = self._injector.moderated()
+        spoiled = self._injector.output_fault()
         arguments = request.arguments
         seed = arguments.seed if arguments.seed is not None else self._injector.seed()
         outcome: list[EditedImage] | ModelError
         try:
             source = await fetch_source(self._client, arguments.image_url)
-            outcome = await asyncio.to_thread(_edit_all, request, source, seed)
+            outcome = await asyncio.to_thread(edit_arguments, arguments, source, seed, spoiled)
         except SourceUnavailableError as exc:
             outcome = download_error(arguments.image_url, exc.reason)
         except UnreadableImageError:
@@ -138,7 +128,7 @@ class Runner:
             ],
             "seed": seed,
             "prompt": arguments.prompt,
-            "has_nsfw_concepts": [False] * len(outcome),
+            "has_nsfw_concepts": [bool(spoiled and spoiled.flagged)] * len(outcome),
             "timings": {"inference": round(time.monotonic() - started, 3)},
         }
 
@@ -161,18 +151,3 @@ class Runner:
             "width": image.width,
             "height": image.height,
         }
-
-
-def _edit_all(request: FalRequest, source: bytes, seed: int) -> list[EditedImage]:
-    """Every image the request asked for; each one's seed follows from the first."""
-    arguments = request.arguments
-    return [
-        apply_edit(
-            source,
-            arguments.prompt,
-            seed=seed + index,
-            aspect_ratio=arguments.aspect_ratio,
-            output_format=arguments.output_format,
-        )
-        for index in range(arguments.num_images)
-    ]

@@ -18,8 +18,6 @@ emulator's own (:mod:`emulators.runflow.admin`). Every error is Runflow's envelo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Request, Response
@@ -27,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from emulators.admin import admin_router
+from emulators.asgi import emulator_app
 from emulators.runflow.config import RunflowEmulatorConfig
 from emulators.runflow.emulator import RequestRejectedError, RunflowEmulator
 from emulators.runflow.files import STORAGE_PREFIX, Refusal
@@ -38,22 +37,13 @@ Authorization = Annotated[str | None, Header()]
 def create_app(config: RunflowEmulatorConfig) -> FastAPI:
     """Build a Runflow emulator app; it starts its background machinery in its lifespan."""
     emulator = RunflowEmulator(config)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await emulator.start()
-        try:
-            yield
-        finally:
-            await emulator.stop()
-
-    app = FastAPI(title="Runflow emulator", lifespan=lifespan, openapi_url=None, docs_url=None)
-    app.state.emulator = emulator
+    app = emulator_app(
+        "Runflow emulator",
+        emulator,
+        admin_router(emulator, lambda message: error_body("VALIDATION_ERROR", message)),
+    )
     app.add_exception_handler(RequestRejectedError, _rejected)
     app.add_exception_handler(HTTPException, _http_error)
-    app.include_router(
-        admin_router(emulator, lambda message: error_body("VALIDATION_ERROR", message))
-    )
     _add_run_routes(app, emulator)
     _add_callback_routes(app, emulator)
     _add_file_route(app, emulator)
@@ -75,7 +65,7 @@ def _add_run_routes(app: FastAPI, emulator: RunflowEmulator) -> None:
 
     @app.get("/v1/runs/{run_id}")
     async def read_run(run_id: str, authorization: Authorization = None) -> JSONResponse:
-        return JSONResponse(emulator.find_run(authorization, run_id).wire())
+        return JSONResponse(emulator.run_object(emulator.find_run(authorization, run_id)))
 
 
 def _add_callback_routes(app: FastAPI, emulator: RunflowEmulator) -> None:

@@ -54,7 +54,7 @@ class RunflowEmulator:
     def __init__(self, config: RunflowEmulatorConfig) -> None:
         self.config = config
         self.store = RunStore()
-        self.files = OutputStore(config.result_ttl)
+        self.files = OutputStore(config.result_ttl, config.url_ttl)
         self.injector = FaultInjector(config)
         self.gate = ConcurrencyGate(config.concurrency)
         self.secrets = SecretRing(config.callback_secret)
@@ -64,7 +64,7 @@ class RunflowEmulator:
 
     async def start(self) -> None:
         """Open the HTTP clients and start accepting work; call from the serving event loop."""
-        self._client = outbound_client()
+        self._client = outbound_client(rewrite_hosts=self.config.rewrite_hosts)
         self._callbacks = CallbackSender(self.injector, self.secrets, self.store.stats)
         self._runner = Runner(
             store=self.store,
@@ -125,6 +125,15 @@ class RunflowEmulator:
         if run is None:
             raise run_not_found(run_id)
         return run
+
+    def run_object(self, run: Run) -> dict[str, Any]:
+        """The run as ``GET /v1/runs/{id}`` answers it, its output URLs signed from now."""
+        body = run.wire()
+        output = body.get("output")
+        if isinstance(output, dict) and isinstance(output.get("image_urls"), list):
+            urls = [self.files.resign(str(url)) for url in output["image_urls"]]
+            body["output"] = {**output, "image_urls": urls}
+        return body
 
     def redeliver(self, authorization: str | None, run_id: str) -> CallbackDelivery:
         """Send a new callback for an ended run, built from its current state."""

@@ -13,8 +13,9 @@ import time
 
 import httpx
 
+from emulators.background import Background
 from emulators.faults import ConcurrencyGate, FaultInjector
-from emulators.imaging import EditedImage, UnreadableImageError, apply_edit
+from emulators.imaging import EditedImage, UnreadableImageError, edit_arguments
 from emulators.runflow.callbacks import CallbackSender
 from emulators.runflow.files import OutputStore
 from emulators.runflow.protocol import (
@@ -24,7 +25,7 @@ from emulators.runflow.protocol import (
     internal_failure,
     moderated_failure,
 )
-from emulators.runflow.state import Run, RunStore
+from emulators.runflow.state import Outputs, Run, RunStore
 from emulators.sources import SourceUnavailableError, fetch_source
 
 logger = logging.getLogger(__name__)
@@ -54,25 +55,15 @@ class Runner:
         self._files = files
         self._callbacks = callbacks
         self._client = client
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background = Background()
 
     def start(self, run: Run) -> None:
         """Run ``run`` in the background; it must already have joined the gate."""
-        task = asyncio.create_task(self._run(run), name=f"runflow-{run.run_id}")
-        self._tasks[run.run_id] = task
-        task.add_done_callback(lambda done: self._finished(run.run_id, done))
+        self._background.spawn(self._run(run), f"runflow-{run.run_id}")
 
     async def close(self) -> None:
         """Cancel every task still running, and wait for them to end."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(run_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("run %s crashed", run_id, exc_info=task.exception())
+        await self._background.close()
 
     async def _run(self, run: Run) -> None:
         try:
@@ -88,7 +79,7 @@ class Runner:
         The terminal state is recorded before the slot is given up, so the next run never
         starts before this one has finished.
         """
-        outcome: list[str] | RunFailure
+        outcome: Outputs | RunFailure
         try:
             await self._gate.wait(run.run_id)
             if not self._store.mark_dispatching(run):
@@ -101,13 +92,14 @@ class Runner:
             return self._store.mark_failed(run, outcome)
         return self._store.mark_succeeded(run, outcome)
 
-    async def _execute(self, run: Run) -> list[str] | RunFailure:
+    async def _execute(self, run: Run) -> Outputs | RunFailure:
         """Do the work, taking as long as the drawn latency; the output URLs or the failure."""
         started = time.monotonic()
         # Every random draw happens up front, in a fixed order, so a seeded emulator makes the
         # same choices whatever the timing of downloads and edits.
         latency = self._injector.latency()
         moderated = self._injector.moderated()
+        spoiled = self._injector.output_fault()
         arguments = run.request.input
         seed = arguments.seed if arguments.seed is not None else self._injector.seed()
         try:
@@ -116,13 +108,14 @@ class Runner:
             return download_failure(exc.reason)
         self._store.mark_running(run)
         try:
-            images = await asyncio.to_thread(_edit_all, run, source, seed)
+            images = await asyncio.to_thread(edit_arguments, arguments, source, seed, spoiled)
         except UnreadableImageError:
             return decode_failure()
         await asyncio.sleep(max(0.0, latency - (time.monotonic() - started)))
         if moderated:
             return moderated_failure()
-        return [self._url(run, image, index) for index, image in enumerate(images)]
+        urls = [self._url(run, image, index) for index, image in enumerate(images)]
+        return Outputs(urls, [bool(spoiled and spoiled.flagged)] * len(urls))
 
     def _url(self, run: Run, image: EditedImage, index: int) -> str:
         """One output's URL: a signed, expiring file URL, or a data URI in sync mode."""
@@ -132,18 +125,3 @@ class Runner:
             return f"data:{image.content_type};base64,{encoded}"
         key = f"{run.run_id}/{index}.{image.extension}"
         return self._files.put(run.base_url, key, image.data, image.content_type)
-
-
-def _edit_all(run: Run, source: bytes, seed: int) -> list[EditedImage]:
-    """Every image the run asked for; each one's seed follows from the first."""
-    arguments = run.request.input
-    return [
-        apply_edit(
-            source,
-            arguments.prompt,
-            seed=seed + index,
-            aspect_ratio=arguments.aspect_ratio,
-            output_format=arguments.output_format,
-        )
-        for index in range(arguments.num_images)
-    ]

@@ -66,6 +66,18 @@ def iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """A succeeded run's images: their URLs, and the safety checker's flag for each.
+
+    Runflow's Kontext model takes fal's input fields, and its output carries the flags in
+    fal's ``has_nsfw_concepts`` beside ``image_urls``.
+    """
+
+    image_urls: list[str]
+    flags: list[bool]
+
+
 @dataclass(slots=True)
 class Run:
     """One accepted run and everything that has happened to it since."""
@@ -197,12 +209,12 @@ class RunStore:
         """DISPATCHING to RUNNING, once its source image is in hand."""
         return self._move(run, RunState.RUNNING)
 
-    def mark_succeeded(self, run: Run, image_urls: list[str]) -> bool:
-        """RUNNING to SUCCEEDED, with the output URLs and what it cost."""
+    def mark_succeeded(self, run: Run, outputs: Outputs) -> bool:
+        """RUNNING to SUCCEEDED, with the output URLs, their flags and what it cost."""
         if not self._move(run, RunState.SUCCEEDED):
             return False
-        run.output = {"image_urls": image_urls}
-        run.cost = PRICE_PER_IMAGE * len(image_urls)
+        run.output = {"image_urls": outputs.image_urls, "has_nsfw_concepts": outputs.flags}
+        run.cost = PRICE_PER_IMAGE * len(outputs.image_urls)
         self.stats.completed += 1
         return True
 

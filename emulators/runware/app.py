@@ -12,14 +12,13 @@ The admin endpoints under ``/_emulator`` are the emulator's own (see
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 
 from emulators.admin import admin_router
+from emulators.asgi import emulator_app
 from emulators.runware.config import RunwareEmulatorConfig
 from emulators.runware.emulator import RunwareEmulator
 from emulators.runware.runner import IMAGE_PATH
@@ -28,18 +27,7 @@ from emulators.runware.runner import IMAGE_PATH
 def create_app(config: RunwareEmulatorConfig) -> FastAPI:
     """Build a Runware emulator app; it starts its background machinery in its lifespan."""
     emulator = RunwareEmulator(config)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await emulator.start()
-        try:
-            yield
-        finally:
-            await emulator.stop()
-
-    app = FastAPI(title="Runware emulator", lifespan=lifespan, openapi_url=None, docs_url=None)
-    app.state.emulator = emulator
-    app.include_router(admin_router(emulator))
+    app = emulator_app("Runware emulator", emulator, admin_router(emulator))
 
     @app.post("/v1")
     async def tasks(

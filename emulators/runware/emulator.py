@@ -67,7 +67,7 @@ class RunwareEmulator:
 
     async def start(self) -> None:
         """Open the HTTP client and start accepting work; call from the serving event loop."""
-        self._client = outbound_client()
+        self._client = outbound_client(rewrite_hosts=self.config.rewrite_hosts)
         sender = WebhookSender(
             self._client, self.injector, self.store.stats, self.config.webhook_shape
         )

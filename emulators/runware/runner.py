@@ -14,14 +14,14 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
 from typing import Any
 
 import httpx
 from PIL import Image
 
-from emulators.faults import ConcurrencyGate, FaultInjector
-from emulators.imaging import EditedImage, UnreadableImageError, apply_edit
+from emulators.background import Background
+from emulators.faults import ConcurrencyGate, FaultInjector, OutputFault
+from emulators.imaging import EditedImage, UnreadableImageError, edit_all
 from emulators.runware.config import RunwareEmulatorConfig
 from emulators.runware.protocol import InferenceTask, TaskError
 from emulators.runware.state import RunwareTask, TaskStore
@@ -58,28 +58,15 @@ class Runner:
         self._sender = sender
         self._client = client
         self._config = config
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     def start(self, task: RunwareTask) -> None:
         """Run ``task`` in the background; it must already have joined the gate."""
-        self._spawn(self._run(task), f"runware-{task.task_uuid}")
+        self._background.spawn(self._run(task), f"runware-{task.task_uuid}")
 
     async def close(self) -> None:
         """Cancel every task and delivery still running, and wait for them to end."""
-        tasks = list(self._tasks)
-        for running in tasks:
-            running.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        running = asyncio.create_task(work, name=name)
-        self._tasks.add(running)
-        running.add_done_callback(self._finished)
-
-    def _finished(self, running: asyncio.Task[None]) -> None:
-        self._tasks.discard(running)
-        if not running.cancelled() and running.exception() is not None:
-            logger.error("%s crashed", running.get_name(), exc_info=running.exception())
+        await self._background.close()
 
     async def _run(self, task: RunwareTask) -> None:
         try:
@@ -102,9 +89,10 @@ class Runner:
         # same choices whatever the timing of downloads and edits.
         latency = self._injector.latency()
         moderated = self._injector.moderated()
+        spoiled = self._injector.output_fault()
         spec = task.task
         seed = spec.seed if spec.seed is not None else self._injector.seed()
-        images = await self._edit(spec, seed)
+        images = await self._edit(spec, seed, spoiled)
         count = spec.number_results
         for index in range(count):
             due = started + latency * (index + 1) / count
@@ -115,24 +103,28 @@ class Runner:
             elif moderated:
                 outcome = moderated_error(spec.task_uuid)
             else:
-                outcome = await self._publish(task, images[index], seed + index)
+                outcome = await self._publish(task, images[index], seed + index, spoiled)
             if isinstance(outcome, TaskError):
                 self._store.record_error(task, outcome)
             else:
                 self._store.record_result(task, outcome)
-            self._spawn(self._sender.deliver(task, outcome), f"webhook-{task.task_uuid}-{index}")
+            self._background.spawn(
+                self._sender.deliver(task, outcome), f"webhook-{task.task_uuid}-{index}"
+            )
 
-    async def _edit(self, spec: InferenceTask, seed: int) -> list[EditedImage] | TaskError:
+    async def _edit(
+        self, spec: InferenceTask, seed: int, spoiled: OutputFault | None
+    ) -> list[EditedImage] | TaskError:
         try:
             source = await fetch_source(self._client, spec.reference_image)
-            return await asyncio.to_thread(_edit_all, spec, source, seed)
+            return await asyncio.to_thread(_edit_all, spec, source, seed, spoiled)
         except SourceUnavailableError as exc:
             return reference_error(spec.task_uuid, f"could not be downloaded ({exc.reason})")
         except UnreadableImageError:
             return reference_error(spec.task_uuid, "is not an image that can be read")
 
     async def _publish(
-        self, task: RunwareTask, image: EditedImage, seed: int
+        self, task: RunwareTask, image: EditedImage, seed: int, spoiled: OutputFault | None
     ) -> dict[str, Any] | TaskError:
         """Serve (and upload, if asked) one output; its result item, or why it failed."""
         spec = task.task
@@ -158,7 +150,7 @@ class Runner:
             refused = await self._upload(spec.upload_endpoint, image)
             if refused is not None:
                 return upload_error(spec.task_uuid, refused)
-        item.update(seed=seed, NSFWContent=False)
+        item.update(seed=seed, NSFWContent=bool(spoiled and spoiled.flagged))
         if spec.include_cost:
             item["cost"] = self._config.cost_per_image
         return item
@@ -179,22 +171,21 @@ class Runner:
         return reason
 
 
-def _edit_all(spec: InferenceTask, source: bytes, seed: int) -> list[EditedImage]:
+def _edit_all(
+    spec: InferenceTask, source: bytes, seed: int, spoiled: OutputFault | None
+) -> list[EditedImage]:
     """Every image the task asked for, at its exact size; each seed follows from the first."""
-    return [
-        _encoded(
-            apply_edit(
-                source,
-                spec.prompt,
-                seed=seed + index,
-                aspect_ratio=None,
-                output_format="png" if spec.output_format == "webp" else spec.output_format,
-                size=(spec.width, spec.height),
-            ),
-            spec.output_format,
-        )
-        for index in range(spec.number_results)
-    ]
+    edited = edit_all(
+        source,
+        spec.prompt,
+        seed,
+        spec.number_results,
+        spoiled,
+        aspect_ratio=None,
+        output_format="png" if spec.output_format == "webp" else spec.output_format,
+        size=(spec.width, spec.height),
+    )
+    return [_encoded(image, spec.output_format) for image in edited]
 
 
 def _encoded(image: EditedImage, output_format: str) -> EditedImage:

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from emulators.imaging import MAX_SIDE, EditedImage, UnreadableImageError, _font, apply_edit
+from emulators.faults import FaultConfig, FaultInjector, OutputFault
+from emulators.imaging import (
+    MAX_SIDE,
+    EditedImage,
+    UnreadableImageError,
+    _font,
+    apply_edit,
+    spoil,
+)
 
 
 def make_source(size: tuple[int, int] = (400, 300), image_format: str = "PNG") -> bytes:
@@ -145,3 +153,30 @@ def test_an_unreadable_source_raises(source: bytes) -> None:
 def test_unknown_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=str(next(iter(options)))):
         edit(make_source(), **options)
+
+
+@pytest.mark.parametrize("how", ["blackout", "flagged", "unchanged", "wrong_size"])
+def test_an_output_fault_spoils_the_edit_the_way_its_name_says(how: str) -> None:
+    source = make_source((400, 300))
+    good = edit(source, aspect_ratio="16:9", output_format="jpeg")
+    spoiled = spoil(good, source, how, "jpeg")
+    image = decode(spoiled)
+    if how == "blackout":
+        assert image.size == (good.width, good.height)
+        assert image.convert("L").getextrema() == (0, 0)
+    elif how == "flagged":
+        assert spoiled == good  # only the provider's flag says anything
+    elif how == "unchanged":
+        assert image.size == (400, 300)
+        original = Image.open(io.BytesIO(source)).convert("RGB")
+        assert max(ImageStat.Stat(ImageChops.difference(image.convert("RGB"), original)).mean) < 3
+    else:
+        assert image.width == image.height == min(good.width, good.height)
+
+
+def test_output_faults_are_drawn_in_order_and_cost_no_draw_when_off() -> None:
+    calm = FaultInjector(FaultConfig(seed=1))
+    assert [calm.output_fault() for _ in range(5)] == [None] * 5
+    always = FaultInjector(FaultConfig(seed=1, rate_blackout=1.0, rate_unchanged=1.0))
+    assert always.output_fault() is OutputFault.BLACKOUT and OutputFault.BLACKOUT.flagged
+    assert not OutputFault.UNCHANGED.flagged

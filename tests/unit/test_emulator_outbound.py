@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from emulators.outbound import BoundedTransport
+from emulators.outbound import BoundedTransport, RewriteHosts
 
 
 class Pool(httpx.AsyncBaseTransport):
@@ -70,3 +70,20 @@ def test_a_slot_comes_back_when_a_streamed_response_is_closed() -> None:
     # Were the slots not given back, the second round would wait forever for them.
     assert asyncio.run(asyncio.wait_for(rounds(), timeout=20)) == 200
     assert pool.most == 2
+
+
+def test_a_rewritten_host_is_reached_elsewhere_with_its_own_host_header() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((f"{request.url.host}:{request.url.port}", request.headers["host"]))
+        return httpx.Response(200)
+
+    async def go() -> None:
+        transport = RewriteHosts(httpx.MockTransport(answer), {"localhost:9000": "minio:9000"})
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.get("http://localhost:9000/bucket/key?X-Amz-Signature=abc")
+            await client.get("http://cdn.example.com/a.jpg")
+
+    asyncio.run(go())
+    assert seen == [("minio:9000", "localhost:9000"), ("cdn.example.com:None", "cdn.example.com")]
