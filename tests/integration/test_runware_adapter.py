@@ -7,7 +7,7 @@ import io
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -117,7 +117,8 @@ def settled(provider: RunwareProvider, attempt: AttemptRef) -> Outcome:
         outcome = provider.status(attempt)
         return None if isinstance(outcome, Pending) else outcome
 
-    return wait_until(probe, timeout=15, interval=0.05, what="the Runware attempt")
+    # mypy joins the union's members to object when it solves wait_until's T
+    return cast(Outcome, wait_until(probe, timeout=15, interval=0.05, what="the Runware attempt"))
 
 
 def accepted(emulator: RunningServer) -> list[dict[str, Any]]:
@@ -201,6 +202,7 @@ def test_each_image_calls_back_and_the_core_is_asked_to_poll(
     side.provider = provider
     attempt = uuid.uuid4()
     hook = provider.webhook_url(server.url, attempt)
+    assert hook is not None
 
     provider.submit("flux-kontext-pro", edit(num_images=2), attempt, hook)
 

@@ -203,9 +203,26 @@ def test_a_completed_request_yields_its_images(provider: FalProvider, fal: FakeF
     outcome = provider.status(submitted(provider))
     assert outcome == Completed(
         outputs=tuple(
-            RemoteOutput(image["url"], "image/jpeg", 1024, 768) for image in RESULT["images"]
+            RemoteOutput(image["url"], "image/jpeg", 1024, 768, flagged=False)
+            for image in RESULT["images"]
         )
     )
+
+
+def test_each_image_carries_its_has_nsfw_concepts_flag(
+    provider: FalProvider, fal: FakeFalQueue
+) -> None:
+    fal.answer("GET", STATUS_URL, 200, queue_status("COMPLETED"))
+    fal.answer("GET", REQUEST_URL, 200, {**RESULT, "has_nsfw_concepts": [False, True]})
+    outcome = provider.status(submitted(provider))
+    assert isinstance(outcome, Completed)
+    assert [o.flagged for o in outcome.outputs] == [False, True]
+    fal.answer(
+        "GET", REQUEST_URL, 200, {k: v for k, v in RESULT.items() if k != "has_nsfw_concepts"}
+    )
+    outcome = provider.status(submitted(provider))
+    assert isinstance(outcome, Completed)
+    assert [o.flagged for o in outcome.outputs] == [None, None]  # fal said nothing
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.unit.fal_fakes import Clock, FalSigner, public_jwk
+from worker.errors import WEBHOOK_SIGNATURE_INVALID as SIGNATURE_INVALID
 from worker.errors import WebhookRejected
 from worker.providers.fal.signature import (
     KEYS_UNAVAILABLE,
-    SIGNATURE_INVALID,
     JwksCache,
     parse_jwks,
     verify_fal_webhook,

@@ -133,7 +133,7 @@ def test_submit_sends_one_async_inference_task_under_the_attempt_id(
     ]
     assert submission == Submission(
         request_id=TASK_UUID,
-        data={"uploaded": False, "images": 1, "content_type": "image/jpeg"},
+        data={"uploaded": False, "images": 1, "content_type": "image/jpeg", "size": [1392, 752]},
     )
 
 
@@ -158,7 +158,12 @@ def test_submit_translates_every_canonical_field(
     # An int on Runware, unlike fal's string.
     assert task["providerSettings"] == {"bfl": {"safetyTolerance": 5, "promptUpsampling": True}}
     assert (task["webhookURL"], task["uploadEndpoint"]) == (hook, UPLOAD)
-    assert submission.data == {"uploaded": True, "images": 3, "content_type": "image/png"}
+    assert submission.data == {
+        "uploaded": True,
+        "images": 3,
+        "content_type": "image/png",
+        "size": [task["width"], task["height"]],
+    }
 
 
 @pytest.mark.parametrize(
@@ -374,11 +379,22 @@ def test_a_finished_attempt_yields_its_images_and_their_cost(
 
     assert outcome == Completed(
         outputs=tuple(
-            RemoteOutput(f"https://im.runware.ai/image/ws/2/ii/{image}.jpg", "image/jpeg")
+            RemoteOutput(
+                f"https://im.runware.ai/image/ws/2/ii/{image}.jpg", "image/jpeg", flagged=False
+            )
             for image in IMAGE_UUIDS
         ),
         cost_usd=Decimal("0.08"),
     )
+
+
+def test_an_nsfw_output_is_flagged_for_the_quality_gate_not_failed_here(
+    provider: RunwareProvider, runware: FakeRunware
+) -> None:
+    runware.answer("getResponse", 200, {"data": [success(0, NSFWContent=True), success(1)]})
+    outcome = provider.status(ref(images=2))
+    assert isinstance(outcome, Completed)
+    assert [o.flagged for o in outcome.outputs] == [True, False]
 
 
 def test_outputs_runware_uploaded_are_marked_stored(
@@ -408,13 +424,9 @@ def test_outputs_runware_uploaded_are_marked_stored(
             {"data": [{**processing(), "status": "error", "error": MODERATED}]},
             (ErrorKind.TERMINAL, "content_moderated"),
         ),
-        (
-            {"data": [success(0, NSFWContent=True)]},
-            (ErrorKind.TERMINAL, "content_moderated"),
-        ),
         (TASK_NOT_FOUND, (ErrorKind.RETRYABLE, "provider_request_lost")),
     ],
-    ids=["moderated", "bad reference", "timeout", "error item", "nsfw", "unknown task"],
+    ids=["moderated", "bad reference", "timeout", "error item", "unknown task"],
 )
 def test_a_failed_generation_fails_the_attempt(
     provider: RunwareProvider,

@@ -28,7 +28,8 @@ def provider() -> Iterator[RunwareProvider]:
         yield RunwareProvider(http, webhook_secret=SECRET, image_size=no_size)
 
 
-def query_of(url: str) -> dict[str, str]:
+def query_of(url: str | None) -> dict[str, str]:
+    assert url is not None
     return dict(parse_qsl(urlsplit(url).query))
 
 
@@ -44,6 +45,7 @@ def test_the_webhook_url_names_the_attempt_and_carries_its_token(
 ) -> None:
     url = provider.webhook_url("https://editq.example.com/", ATTEMPT)
 
+    assert url is not None
     assert url.startswith(f"https://editq.example.com/v1/webhooks/runware?attempt={ATTEMPT}&token=")
     token = query_of(url)["token"]
     assert len(token) == 64

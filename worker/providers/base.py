@@ -48,7 +48,8 @@ class RemoteOutput:
 
     ``stored`` is True when the provider already PUT the output to the upload URL it was
     given (Runware's ``uploadEndpoint``): finalize then checks our bucket instead of
-    downloading ``url``.
+    downloading ``url``. ``flagged`` is the provider's own moderation flag for this image
+    (fal's ``has_nsfw_concepts``, Runware's ``NSFWContent``); None when it says nothing.
     """
 
     url: str
@@ -56,6 +57,7 @@ class RemoteOutput:
     width: int | None = None
     height: int | None = None
     stored: bool = False
+    flagged: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ The stable error codes the adapters classify into are in :mod:`worker.faults`.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -88,7 +89,11 @@ def kontext_arguments(edit: EditInput) -> dict[str, object]:
 
 
 def decode_body(body: object) -> Any:
-    """A response body as JSON when it is JSON, else as stripped text (or as given)."""
+    """A response body as JSON when it is JSON, else as stripped text (or as given).
+
+    An HTML page (a proxy's "502 Bad Gateway") is summarised by its title or text, so a
+    job's error message says what the page said instead of carrying its markup.
+    """
     if isinstance(body, bytes | bytearray):
         body = bytes(body).decode("utf-8", errors="replace")
     if not isinstance(body, str):
@@ -96,7 +101,20 @@ def decode_body(body: object) -> Any:
     try:
         return json.loads(body)
     except ValueError:
-        return body.strip()
+        text = body.strip()
+        return summarise_html(text) if _HTML.match(text) else text
+
+
+_HTML = re.compile(r"\s*(<!doctype html|<html|<head|<body)", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def summarise_html(page: str) -> str:
+    """``an HTML error page: <its title, or its text>``, in one short line."""
+    title = _TITLE.search(page)
+    text = title.group(1) if title else _TAG.sub(" ", page)
+    return "an HTML error page: " + shorten(" ".join(html.unescape(text).split()) or "empty", 120)
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -114,3 +132,13 @@ def json_object(content: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def flag_at(flags: object, index: int) -> bool | None:
+    """Image ``index``'s entry of a ``has_nsfw_concepts`` list; None when there is none.
+
+    fal blacks out an image its safety checker flags and says so here, one boolean per
+    image; Runflow's Kontext output is read the same way where it carries the list.
+    """
+    flag = flags[index] if isinstance(flags, list) and index < len(flags) else None
+    return flag if isinstance(flag, bool) else None

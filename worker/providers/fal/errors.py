@@ -60,6 +60,10 @@ def classify_fal_error(
     """
     decoded = decode_body(body)
     detail = describe_detail(decoded)
+    error_type = _error_type(decoded) or header(headers, "x-fal-error-type")
+    if error_type:
+        # fal's own name for the failure is what its docs and support speak of: keep it.
+        detail = f"[{error_type}] {detail}"
     if status_code == 429:
         retry_after = parse_retry_after(header(headers, "retry-after"), now)
         return Fault(
@@ -69,11 +73,8 @@ def classify_fal_error(
             retry_after=retry_after,
         )
     if status_code >= 500:
-        error_type = _error_type(decoded) or header(headers, "x-fal-error-type") or "unknown"
         return Fault(
-            ErrorKind.RETRYABLE,
-            PROVIDER_UNAVAILABLE,
-            f"fal answered {status_code} ({error_type}): {detail}",
+            ErrorKind.RETRYABLE, PROVIDER_UNAVAILABLE, f"fal answered {status_code}: {detail}"
         )
     if status_code == 408:
         # The SDK retries 408 too: the request timed out on the way, it was not judged.
@@ -140,7 +141,9 @@ def describe_detail(decoded: object) -> str:
 def _describe_item(item: Mapping[str, Any]) -> str:
     loc = item.get("loc")
     where = ".".join(str(part) for part in loc) if isinstance(loc, list) else "input"
-    return f"{where}: {item.get('msg', item.get('type', 'invalid'))}"
+    kind = item.get("type")
+    said = f"{where}: {item.get('msg', kind or 'invalid')}"
+    return f"{said} ({kind})" if isinstance(kind, str) and kind and "msg" in item else said
 
 
 def _detail_items(decoded: object) -> list[Mapping[str, Any]]:

@@ -12,6 +12,7 @@ from worker.errors import WEBHOOK_MALFORMED as MALFORMED
 from worker.errors import WebhookRejected
 from worker.faults import ErrorKind, Fault
 from worker.providers.base import Completed, Failed, RemoteOutput
+from worker.providers.common import flag_at
 from worker.providers.fal.errors import classify_fal_error, has_detail_list
 
 # fal reports a failed request's status as text: "Invalid status code: 422".
@@ -22,13 +23,17 @@ _T = TypeVar("_T")
 def parse_images(payload: object) -> tuple[RemoteOutput, ...] | None:
     """The outputs of a Kontext result (``{"images": [{url, content_type, width, height}]}``).
 
-    Returns ``None`` when the payload has no images or an image has no URL.
+    Each carries its ``has_nsfw_concepts`` entry as ``flagged``. Returns ``None`` when the
+    payload has no images or an image has no URL.
     """
-    images = payload.get("images") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    images = payload.get("images")
     if not isinstance(images, list) or not images:
         return None
+    flags = payload.get("has_nsfw_concepts")
     outputs = []
-    for image in images:
+    for index, image in enumerate(images):
         url = image.get("url") if isinstance(image, dict) else None
         if not isinstance(url, str) or not url:
             return None
@@ -38,6 +43,7 @@ def parse_images(payload: object) -> tuple[RemoteOutput, ...] | None:
                 content_type=_optional(image, "content_type", str),
                 width=_optional(image, "width", int),
                 height=_optional(image, "height", int),
+                flagged=flag_at(flags, index),
             )
         )
     return tuple(outputs)

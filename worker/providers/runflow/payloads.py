@@ -20,6 +20,7 @@ from worker.errors import WEBHOOK_MALFORMED as MALFORMED
 from worker.errors import WebhookRejected
 from worker.faults import ErrorKind, Fault
 from worker.providers.base import Completed, Failed, Outcome, Pending, RemoteOutput
+from worker.providers.common import flag_at
 from worker.providers.runflow.errors import canceled_fault, classify_run_failure
 
 #: The metadata key our attempt id travels under, signed inside the callback body.
@@ -112,13 +113,19 @@ def parse_outputs(output: object, requested_format: str | None) -> tuple[RemoteO
     :param requested_format: the ``output_format`` the run was asked for, when known; the
         content type comes from it, or else from each URL.
     """
-    urls = output.get("image_urls") if isinstance(output, dict) else None
+    if not isinstance(output, dict):
+        return None
+    urls = output.get("image_urls")
     if not isinstance(urls, list) or not urls:
         return None
     if not all(isinstance(url, str) and url for url in urls):
         return None
     known = _CONTENT_TYPES.get((requested_format or "").lower())
-    return tuple(RemoteOutput(url=url, content_type=known or content_type_of(url)) for url in urls)
+    flags = output.get("has_nsfw_concepts")
+    return tuple(
+        RemoteOutput(url=url, content_type=known or content_type_of(url), flagged=flag_at(flags, i))
+        for i, url in enumerate(urls)
+    )
 
 
 def content_type_of(url: str) -> str | None:

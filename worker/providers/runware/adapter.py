@@ -61,8 +61,8 @@ from worker.values.canonical import EditInput
 #: Runware's task API: every task array is POSTed to exactly this URL.
 RUNWARE_API_URL = "https://api.runware.ai/v1"
 
-#: Canonical model name -> Runware's model id. Kontext [max] is not here: its Runware id
-#: is not in our protocol notes, so it is refused rather than guessed.
+#: Canonical model name -> Runware's model id. Kontext [max] is not here: Runware's
+#: published model list names no id for it, so it is refused rather than guessed.
 MODEL_IDS: Mapping[str, str] = {"flux-kontext-pro": "bfl:3@1"}
 
 
@@ -109,7 +109,7 @@ class RunwareProvider:
         """Runware runs Kontext [pro] only, and ``bfl:3@1`` takes no guidance scale."""
         refused = []
         if model == "flux-kontext-max":
-            reason = "Runware's id for FLUX.1 Kontext [max] is not in our protocol notes"
+            reason = "Runware does not offer FLUX.1 Kontext [max]; send it to fal"
             refused.append(Unsupported("model", reason))
         elif model not in MODEL_IDS:
             refused.append(Unsupported("model", f"Runware has no {model}"))
@@ -140,11 +140,12 @@ class RunwareProvider:
                 Fault(ErrorKind.TERMINAL, faults.MODEL_UNSUPPORTED, f"Runware has no {model!r}")
             )
         task_uuid = str(attempt_id)
+        size = self._size(edit)
         task = inference_task(
             model_id,
             edit,
             task_uuid,
-            self._size(edit),
+            size,
             webhook_url=webhook_url,
             upload_url=upload_url,
         )
@@ -156,6 +157,8 @@ class RunwareProvider:
                 "uploaded": bool(upload_url),
                 "images": edit.num_images,
                 "content_type": OUTPUT_FORMATS[edit.output_format][1],
+                # The exact size asked for, which the quality gate holds the outputs to.
+                "size": list(size),
             },
         )
         if answer is not None and _already_there(answer, task_uuid):

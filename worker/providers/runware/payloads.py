@@ -166,18 +166,10 @@ def progress(ref: AttemptRef, answer: Envelope) -> Outcome:
     """What a poll says about an attempt with no failed generation.
 
     :class:`Pending` until every image asked for (``ref.data["images"]``) has succeeded;
-    then :class:`Completed` with the outputs and their summed ``cost``. An output flagged
-    ``NSFWContent`` fails the attempt as moderated.
+    then :class:`Completed` with the outputs and their summed ``cost``. Each output carries
+    its ``NSFWContent`` flag, which the quality gate honours (as it does fal's).
     """
     items = [item for item in answer.data if item.get("taskUUID") in (None, ref.request_id)]
-    if any(item.get("NSFWContent") is True for item in items):
-        return Failed(
-            Fault(
-                ErrorKind.TERMINAL,
-                faults.CONTENT_MODERATED,
-                "Runware flagged an output as NSFW; change the prompt or image",
-            )
-        )
     done: dict[str, Mapping[str, Any]] = {}
     for index, item in enumerate(items):
         if item.get("status") not in UNFINISHED and item.get("imageURL") is not None:
@@ -196,6 +188,7 @@ def progress(ref: AttemptRef, answer: Envelope) -> Outcome:
                 url=url,
                 content_type=_content_type(ref, url),
                 stored=bool(ref.data.get("uploaded")),
+                flagged=nsfw if isinstance(nsfw := item.get("NSFWContent"), bool) else None,
             )
         )
     return Completed(outputs=tuple(outputs), cost_usd=_cost(done.values()))
