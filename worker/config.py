@@ -13,7 +13,11 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.values.quality import Thresholds
+from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
+
 KNOWN_PROVIDERS = ("fal", "runware", "runflow")
+_GATE = Thresholds()
 CALLBACK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's prefix, not a secret
 
 
@@ -42,6 +46,10 @@ class Settings(BaseSettings):
     #: Celery queue the tasks travel on; tests use their own.
     queue: str = "editq"
     s3_endpoint_url: str | None = None
+    #: Where the presigned URLs editq hands out point (API answers, result files,
+    #: callbacks, providers), when that is not where editq itself reaches S3: a compose
+    #: stack's ``http://minio:9000`` is not reachable from the host. Unset: the same.
+    s3_public_endpoint_url: str | None = None
     s3_bucket: str = "editq"
     s3_region: str = "us-east-1"
     #: Where providers reach our webhooks. Without it, running jobs are polled.
@@ -87,8 +95,10 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
-    #: How long a submitting or finalizing job may hold its lease before it is repaired.
-    lease_seconds: float = Field(default=120.0, gt=0)
+    #: How long a submitting or finalizing job's lease lasts without being renewed. Live
+    #: work renews it every third of that, so a dead worker's job is repaired within one
+    #: lease, while the provider's output URLs still work.
+    lease_seconds: float = Field(default=15.0, gt=0)
     #: First poll delay for a running job with no webhook; doubles up to ``poll_max_seconds``.
     poll_seconds: float = Field(default=1.0, gt=0)
     poll_max_seconds: float = Field(default=15.0, gt=0)
@@ -127,6 +137,19 @@ class Settings(BaseSettings):
     callback_backoff_base_seconds: float = Field(default=30.0, gt=0)
     callback_backoff_max_seconds: float = Field(default=3600.0, gt=0)
 
+    #: Check every output before its job succeeds (``bench/quality.py`` measures the checks).
+    quality_gate: bool = True
+    #: What a failed check does to a job that does not say: by_check, fail, retry or accept.
+    quality_on_failure: OnFailure = "by_check"
+    #: Attempts a job may spend on outputs that failed a check, beyond its first.
+    quality_max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10)
+    #: The checks' thresholds; the README gives the measurements behind each default.
+    quality_blank_stddev: float = Field(default=_GATE.blank_stddev, ge=0, le=255)
+    quality_unchanged_distance: float = Field(default=_GATE.unchanged_distance, ge=0, le=1)
+    quality_unchanged_color: float = Field(default=_GATE.unchanged_color, ge=0, le=1)
+    quality_lost_distance: float = Field(default=_GATE.lost_distance, ge=0, le=1)
+    quality_size_tolerance: float = Field(default=_GATE.size_tolerance, ge=0, le=1)
+
     @field_validator("callback_secret")
     @classmethod
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -164,6 +187,20 @@ class Settings(BaseSettings):
             "runware": self.runware_submit_rate,
             "runflow": self.runflow_submit_rate,
         }
+
+    def quality_thresholds(self) -> Thresholds:
+        """The quality checks' thresholds."""
+        return Thresholds(
+            blank_stddev=self.quality_blank_stddev,
+            unchanged_distance=self.quality_unchanged_distance,
+            unchanged_color=self.quality_unchanged_color,
+            lost_distance=self.quality_lost_distance,
+            size_tolerance=self.quality_size_tolerance,
+        )
+
+    def quality_policy(self) -> QualityPolicy:
+        """What a failed check does to a job that does not say."""
+        return QualityPolicy(self.quality_on_failure, self.quality_max_retries)
 
     @property
     def development(self) -> bool:

@@ -61,9 +61,15 @@ class Database:
             yield Repository(session, self.actor)
 
 
-def publish(send: Callable[..., None], *args: object) -> None:
-    """Send a message, tolerating a broker outage: the ticks will find the row later."""
+def publish(send: Callable[..., None], *args: object) -> bool:
+    """Send a message, tolerating a broker outage; False when it could not be sent.
+
+    A message that could not be sent is found by the scheduler's ticks later; a caller that
+    can tell the tick to look at once (:meth:`Repository.lease_due_now`) does so.
+    """
     try:
         send(*args)
     except Exception:  # noqa: BLE001 - any broker failure is covered by the periodic ticks
         log.warning("could not publish %s%r; the scheduler tick will pick it up", send, args)
+        return False
+    return True

@@ -83,9 +83,41 @@ PROVIDER_CANCELED = _code("provider_canceled", _STOP)
 MODEL_UNSUPPORTED = _code("model_unsupported", _STOP)
 
 # -- editq's own steps ----------------------------------------------------------------
-#: The provider finished, but its output could not be downloaded (gone, or not an image).
+#: The provider finished, but its output could not be downloaded (gone; with the quality gate
+#: off, also not an image).
 OUTPUT_UNAVAILABLE = _code("output_unavailable", _RETRY)
 #: The worker sending an attempt stopped before it recorded the provider's answer.
 WORKER_LOST = _code("worker_lost", _RETRY)
+
+# -- the quality gate (the kind shown is the default's; a job's quality policy decides) ---
+#: The output does not decode (truncated, corrupt, not an image).
+QUALITY_UNDECODABLE = _code("quality_undecodable", _RETRY)
+#: The output is not the format asked for (a PNG for a JPEG request).
+QUALITY_WRONG_FORMAT = _code("quality_wrong_format", _RETRY)
+#: The output is near-uniform: what a safety checker puts in place of a flagged image.
+QUALITY_BLANK = _code("quality_blank", _STOP)
+#: The output is the source handed back untouched.
+QUALITY_UNCHANGED = _code("quality_unchanged", _RETRY)
+#: The output is not the aspect ratio (or exact size) asked for.
+QUALITY_WRONG_SIZE = _code("quality_wrong_size", _RETRY)
+#: The codes the quality gate fails a job with (and ``content_moderated``, the providers').
+QUALITY_CODES = frozenset(
+    {
+        QUALITY_UNDECODABLE,
+        QUALITY_WRONG_FORMAT,
+        QUALITY_BLANK,
+        QUALITY_UNCHANGED,
+        QUALITY_WRONG_SIZE,
+        CONTENT_MODERATED,
+    }
+)
+
 #: Dispatch stopped the job's batch at its budget; the job was never sent.
 BUDGET_EXHAUSTED = _code("budget_exhausted", None)
+#: A producer or an operator canceled the job; the message says who, and why.
+CANCELED = _code("canceled", None)
+
+
+def canceled_message(actor: str, reason: str | None) -> str:
+    """The error message of a job ``actor`` canceled, with their ``reason`` if they gave one."""
+    return f"canceled by {actor}: {reason}" if reason else f"canceled by {actor}"

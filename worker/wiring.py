@@ -6,6 +6,7 @@ import functools
 import random
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import boto3
 import httpx
@@ -20,7 +21,8 @@ from worker.celery_app import CeleryQueue, configure
 from worker.celery_app import app as default_celery
 from worker.config import Settings, load_settings
 from worker.database import Database, TaskQueue
-from worker.fetch import Fetcher
+from worker.fetch import Fetcher, outbound_client
+from worker.pipeline.leases import LeaseKeeper
 from worker.pipeline.policy import Policy
 from worker.pipeline.steps import Pipeline
 from worker.pipeline.wakeups import Wakeups
@@ -34,11 +36,14 @@ from worker.storage.base import Storage
 from worker.storage.s3 import S3Storage
 from worker.usecases.batches import Batches
 from worker.usecases.callbacks import Callbacks, CallbackTargets
-from worker.usecases.jobs import Jobs
+from worker.usecases.jobs import Jobs, SourceUrls
 from worker.usecases.provider_status import ProviderStatus, provider_status
 from worker.values.breaker import BreakerPolicy, Limits
 from worker.values.callback_events import CallbackPolicy
 from worker.values.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 @dataclass
@@ -53,7 +58,11 @@ class Container:
     queue: TaskQueue
     celery: Celery
     http: httpx.Client
+    #: The client for URLs from outside (outputs, sources, callbacks): see :mod:`worker.fetch`.
+    outbound: httpx.Client
     fetcher: Fetcher
+    #: Renews the leases this process's submits and finalizes hold.
+    leases: LeaseKeeper
     rng: random.Random = field(default_factory=random.Random)
 
     def jobs(self, actor: str) -> Jobs:
@@ -67,6 +76,7 @@ class Container:
             CallbackTargets(
                 signing=self.settings.callback_secret is not None, fetcher=self.fetcher
             ),
+            SourceUrls(self.fetcher),
         )
 
     def batches(self, actor: str) -> Batches:
@@ -101,6 +111,9 @@ class Container:
             retry=RetryPolicy(s.backoff_base_seconds, s.backoff_max_seconds),
             submit_grace_seconds=s.submit_grace_seconds,
             callbacks=self.callback_policy(),
+            quality_gate=s.quality_gate,
+            quality=s.quality_thresholds(),
+            quality_default=s.quality_policy(),
         )
 
     def callback_policy(self) -> CallbackPolicy:
@@ -120,7 +133,7 @@ class Container:
             self.database(actor),
             self.storage,
             self.fetcher,
-            self.http,
+            self.outbound,
             Webhook(secret.get_secret_value()) if secret else None,
             self.callback_policy(),
             self.rng,
@@ -135,6 +148,7 @@ class Container:
             self.fetcher,
             self.queue,
             policy or self.policy(),
+            self.leases,
             self.rng,
         )
 
@@ -152,7 +166,9 @@ class Container:
 
     def close(self) -> None:
         """Release connections."""
+        self.leases.close()
         self.http.close()
+        self.outbound.close()
         self.engine.dispose()
 
 
@@ -162,25 +178,30 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
     configure(celery, settings)
     engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
     http = httpx.Client(timeout=settings.http_timeout_seconds, follow_redirects=False)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    s3 = _s3_client(settings, settings.s3_endpoint_url)
+    public = settings.s3_public_endpoint_url
+    s3_public = _s3_client(settings, public) if public else None
+    # Provider APIs and the bucket are the configured ones; every other URL (an output, a
+    # source image, a producer's callback) is from outside and goes through the pinned client.
+    outbound = outbound_client(
+        timeout=settings.http_timeout_seconds, allow_private=settings.private_urls_allowed
     )
     fetcher = Fetcher(
-        http, max_bytes=settings.max_output_bytes, allow_private=settings.private_urls_allowed
+        outbound, max_bytes=settings.max_output_bytes, allow_private=settings.private_urls_allowed
     )
+    sessions = sessionmaker(engine, expire_on_commit=False)
     return Container(
         settings=settings,
         engine=engine,
-        sessions=sessionmaker(engine, expire_on_commit=False),
-        storage=S3Storage(s3, http, settings.s3_bucket),
+        sessions=sessions,
+        storage=S3Storage(s3, http, settings.s3_bucket, s3_public),
         providers=build_providers(settings, http, fetcher),
         queue=CeleryQueue(celery, settings.queue),
         celery=celery,
         http=http,
+        outbound=outbound,
         fetcher=fetcher,
+        leases=LeaseKeeper(Database(sessions, "worker"), settings.lease_seconds),
     )
 
 
@@ -213,6 +234,15 @@ def build_providers(
             callback_secret=_secret_bytes(settings.runflow_callback_secret),
         ),
     }
+
+
+def _s3_client(settings: Settings, endpoint_url: str | None) -> S3Client:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=settings.s3_region,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
 
 
 def _secret(value: SecretStr | None) -> str | None:

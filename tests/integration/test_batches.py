@@ -306,7 +306,7 @@ def test_retrying_a_finished_batchs_jobs_runs_the_batch_again(container: Contain
     batches.cancel(batch_id, "paused for the night")
     assert batches.tick() == 1 and batches.finish(batch_id) == "canceled"
     report = container.jobs("test").retry_matching(
-        JobFilter(batch_id=batch_id), "resume", dry_run=False
+        JobFilter(states=(JobState.CANCELED,), batch_id=batch_id), "resume", dry_run=False
     )
     assert report.retried == 3
     assert batches.get(batch_id).state is BatchState.RUNNING
@@ -349,13 +349,15 @@ def test_ops_retry_a_batchs_canceled_jobs_by_filter_with_a_dry_run_first(
         client.post(f"/v1/batches/{batch}/cancel", json={"reason": "night"}, headers=AUTH)
     looked = client.post(
         "/v1/jobs/retry",
-        json={"batch_id": batch_id, "reason": "morning", "dry_run": True},
+        json={"batch_id": batch_id, "state": ["canceled"], "reason": "morning", "dry_run": True},
         headers=AUTH,
     ).json()
     assert (looked["matched"], looked["retried"]) == (4, 0)
     assert {j["batch_id"] for j in looked["sample"]} == {batch_id}
     done = client.post(
-        "/v1/jobs/retry", json={"batch_id": batch_id, "reason": "morning"}, headers=AUTH
+        "/v1/jobs/retry",
+        json={"batch_id": batch_id, "state": ["canceled"], "reason": "morning"},
+        headers=AUTH,
     ).json()
     assert done["retried"] == 4
     assert client.get(f"/v1/batches/{batch_id}", headers=AUTH).json()["counts"]["queued"] == 4

@@ -261,7 +261,7 @@ ARRIVALS: dict[str, Callable[[Container, uuid.UUID], object]] = {
     ),
     "a retried job": lambda container, canceled: container.jobs("test").retry(canceled),
     "a bulk retry": lambda container, _: container.jobs("test").retry_matching(
-        JobFilter(), "provider back", dry_run=False
+        JobFilter(states=(JobState.CANCELED,)), "provider back", dry_run=False
     ),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from worker.wiring import Container
 pytestmark = pytest.mark.integration
 
 
-def pipeline(container: Container, **changes: object) -> Pipeline:
+def pipeline(container: Container, **changes: Any) -> Pipeline:
     return container.pipeline("test", dataclasses.replace(container.policy(), **changes))
 
 
@@ -135,6 +136,7 @@ def test_a_submit_that_timed_out_is_not_sent_again_at_once(container: Container)
         container.fetcher,
         container.queue,
         container.policy(),
+        container.leases,
     )
     job_id = claimed_job(container, "fal", steps)
 

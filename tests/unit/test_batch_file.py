@@ -106,6 +106,14 @@ def test_a_file_that_is_not_utf8_is_refused_whole() -> None:
         rows(b'{"external_id": "A"}\n{"prompt": "caf\xe9"}\n', "jsonl")
 
 
+def test_a_csv_line_that_is_not_utf8_is_named_by_its_own_number() -> None:
+    good = f"SKU-{{}},{URL},a beach\n"
+    body = b"external_id,image_url,prompt\n" + "".join(good.format(i) for i in range(3000)).encode()
+    body += b"SKU-late," + URL.encode() + b",caf\xe9\n"
+    with pytest.raises(BatchFileInvalid, match="line 3002 is not UTF-8"):
+        rows(body)
+
+
 def test_jsonl_rows_and_their_rejects() -> None:
     good = {"external_id": "A", "image_url": URL, "prompt": "ok", "seed": 7, "model": None}
     items = rows(

@@ -34,7 +34,14 @@ from worker.values.retry import RetryPolicy
 POLICY = CallbackPolicy(timeout_seconds=5, max_attempts=8, retry=RetryPolicy(30.0, 3600.0))
 CREATED = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 DONE = CREATED + timedelta(seconds=9, microseconds=250_000)
-OUTPUT = OutputRecord(0, "outputs/j/0.jpg", "image/jpeg", 1024, 768, 51234, "ab" * 32)
+QUALITY = {
+    "passed": True,
+    "failed": None,
+    "checks": {"blank": "pass", "unchanged": "pass"},
+    "flags": ["subject_lost"],
+    "scores": {"stddev": 41.2, "distance": 0.47},
+}
+OUTPUT = OutputRecord(0, "outputs/j/0.jpg", "image/jpeg", 1024, 768, 51234, "ab" * 32, QUALITY)
 
 
 def job(state: JobState, **changes: object) -> JobRecord:
@@ -69,7 +76,7 @@ def job(state: JobState, **changes: object) -> JobRecord:
     return JobRecord(**fields)  # type: ignore[arg-type]
 
 
-def test_a_succeeded_job_event_carries_its_outputs_and_cost() -> None:
+def test_a_succeeded_job_event_carries_its_outputs_their_quality_and_cost() -> None:
     payload = job_payload(job(JobState.SUCCEEDED), [OUTPUT])
     assert payload == {
         "type": "job.succeeded",
@@ -90,6 +97,7 @@ def test_a_succeeded_job_event_carries_its_outputs_and_cost() -> None:
                     "height": 768,
                     "bytes": 51234,
                     "sha256": "ab" * 32,
+                    "quality": QUALITY,
                 }
             ],
             "error": None,
@@ -210,7 +218,7 @@ def test_the_callback_secret_must_be_a_standard_webhooks_secret() -> None:
 def test_a_bad_callback_secret_is_refused_without_being_echoed() -> None:
     leaked = "whsec_dG9vLXNob3J0LXRvLXVzZQ=="
     with pytest.raises(ValidationError) as refused:
-        Settings(_env_file=None, callback_secret=leaked)  # type: ignore[call-arg]
+        Settings(_env_file=None, callback_secret=leaked)
     assert "callback_secret" in str(refused.value)
     assert leaked not in str(refused.value) and "dG9v" not in str(refused.value)
 

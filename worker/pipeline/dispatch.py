@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from worker.faults import ErrorKind, Fault
+from worker.faults import QUALITY_CODES, ErrorKind, Fault
 from worker.repository import Repository
 from worker.values.breaker import (
     BreakerPolicy,
@@ -125,8 +125,12 @@ def record_failure(repo: Repository, provider: str, policy: BreakerPolicy) -> No
 
 
 def counts_against(fault: Fault) -> bool:
-    """Whether a fault says the provider is unwell (not busy, not given bad input)."""
-    return fault.kind is ErrorKind.RETRYABLE
+    """Whether a fault says the provider is unwell (not busy, not given bad input).
+
+    An output the quality gate refused is not: the provider answered, and one bad image
+    must not take a provider out of rotation for everyone.
+    """
+    return fault.kind is ErrorKind.RETRYABLE and fault.code not in QUALITY_CODES
 
 
 def next_provider(job: JobRecord, current: str, fault: Fault) -> str:

@@ -1,8 +1,11 @@
 """Outputs: where they go in the bucket, and copying them there from a provider.
 
-Provider result URLs expire (minutes to an hour), so every output is copied into our
-bucket as soon as the provider finishes. A provider that uploads directly (Runware's
-``uploadEndpoint``) has already written its output; it is then only checked and described.
+Provider result URLs expire (minutes to an hour), so every output is read as soon as the
+provider finishes: downloaded, or, when the provider uploaded it itself (Runware's
+``uploadEndpoint``), read back from the bucket. Finalize checks the bytes (the quality
+gate) and then stores them: under ``outputs/{job}/{index}`` when they count, and under
+``outputs/{job}/rejected/{attempt}/{index}`` when a check failed, so ops can look at what
+was refused and a retry's output never overwrites it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from worker.fetch import Fetcher, FetchError
@@ -23,6 +27,11 @@ from worker.values.records import OutputRecord
 def output_key(job_id: uuid.UUID, index: int, extension: str) -> str:
     """Where output ``index`` of a job is stored in the bucket."""
     return f"outputs/{job_id}/{index}.{extension}"
+
+
+def rejected_key(job_id: uuid.UUID, attempt: int, index: int, extension: str) -> str:
+    """Where output ``index`` of attempt ``attempt`` is kept when it failed a quality check."""
+    return f"outputs/{job_id}/rejected/{attempt}/{index}.{extension}"
 
 
 def upload_key(job_id: uuid.UUID, edit: EditInput) -> str:
@@ -41,6 +50,7 @@ def result_json(outcome: Completed, stored_key: str) -> dict[str, Any]:
                 "height": o.height,
                 "stored": o.stored,
                 "key": stored_key if o.stored else None,
+                "flagged": o.flagged,
             }
             for o in outcome.outputs
         ],
@@ -48,34 +58,71 @@ def result_json(outcome: Completed, stored_key: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One output's bytes, read from the provider or from where it uploaded them."""
+
+    index: int
+    data: bytes
+    #: The provider's moderation flag for it (None: the provider says nothing).
+    flagged: bool | None
+    #: The key the provider uploaded it to; None when it was downloaded.
+    uploaded_key: str | None
+
+
 class OutputCopier:
-    """Copies a finished attempt's outputs into the bucket and describes each one."""
+    """Reads a finished attempt's outputs, and stores each one where its verdict says."""
 
     def __init__(self, storage: Storage, fetcher: Fetcher) -> None:
         self._storage = storage
         self._fetcher = fetcher
 
-    def copy_all(self, job_id: uuid.UUID, result: Mapping[str, Any]) -> list[OutputRecord]:
-        """Every output of ``result``. Raises FetchError, NotAnImage or StorageError."""
-        return [self._copy(job_id, i, spec) for i, spec in enumerate(result["outputs"])]
+    def fetch_all(self, result: Mapping[str, Any]) -> list[Fetched]:
+        """Every output's bytes. Raises FetchError or StorageError."""
+        return [self._fetch(i, spec) for i, spec in enumerate(result["outputs"])]
 
-    def _copy(self, job_id: uuid.UUID, index: int, spec: Mapping[str, Any]) -> OutputRecord:
+    def store(
+        self, job_id: uuid.UUID, fetched: Fetched, quality: dict[str, Any] | None = None
+    ) -> OutputRecord:
+        """Store an output as the job's own (it is there already if the provider put it).
+
+        Raises NotAnImage when the bytes are not an image editq can describe.
+        """
+        info = images.inspect(fetched.data)
+        key = fetched.uploaded_key or output_key(job_id, fetched.index, info.extension)
+        if fetched.uploaded_key is None:
+            self._storage.put(key, fetched.data, info.content_type)
+        digest = hashlib.sha256(fetched.data).hexdigest()
+        return OutputRecord(
+            fetched.index,
+            key,
+            info.content_type,
+            info.width,
+            info.height,
+            len(fetched.data),
+            digest,
+            quality,
+        )
+
+    def keep_rejected(self, job_id: uuid.UUID, attempt: int, fetched: Fetched) -> str:
+        """Keep an output that failed a check where ops can look at it; returns its key."""
+        try:
+            info: images.ImageInfo | None = images.inspect(fetched.data)
+        except images.NotAnImage:
+            info = None
+        extension = info.extension if info else "bin"
+        content_type = info.content_type if info else "application/octet-stream"
+        key = rejected_key(job_id, attempt, fetched.index, extension)
+        self._storage.put(key, fetched.data, content_type)
+        return key
+
+    def _fetch(self, index: int, spec: Mapping[str, Any]) -> Fetched:
+        flagged = spec.get("flagged")
+        flag = flagged if isinstance(flagged, bool) else None
         if spec.get("stored"):
-            return self._check_uploaded(index, str(spec["key"]))
-        data = self._fetcher.fetch(str(spec["url"]))
-        info = images.inspect(data)
-        key = output_key(job_id, index, info.extension)
-        self._storage.put(key, data, info.content_type)
-        return _describe(index, key, data, info)
-
-    def _check_uploaded(self, index: int, key: str) -> OutputRecord:
-        if self._storage.head(key) is None:
-            message = f"the provider reported {key} uploaded, but it is not in the bucket"
-            raise FetchError(message, permanent=True)
-        data = self._storage.get(key)
-        return _describe(index, key, data, images.inspect(data))
-
-
-def _describe(index: int, key: str, data: bytes, info: images.ImageInfo) -> OutputRecord:
-    digest = hashlib.sha256(data).hexdigest()
-    return OutputRecord(index, key, info.content_type, info.width, info.height, len(data), digest)
+            key = str(spec["key"])
+            if self._storage.head(key) is None:
+                message = f"the provider reported {key} uploaded, but it is not in the bucket"
+                raise FetchError(message, permanent=True)
+            return Fetched(index, self._storage.get(key), flag, key)
+        return Fetched(index, self._fetcher.fetch(str(spec["url"])), flag, None)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from worker.values.breaker import Limits
 from worker.values.callback_events import CallbackPolicy
+from worker.values.quality import Thresholds
+from worker.values.quality_policy import QualityPolicy
 from worker.values.retry import RetryPolicy
 
 
@@ -27,6 +29,11 @@ class Policy:
     finalize_retry_seconds: float = 5.0
     #: How producer callbacks are delivered (the tick sends those that are due).
     callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)
+    #: Whether finalize checks outputs, with which thresholds, and what a failed check
+    #: does to a job that does not say.
+    quality_gate: bool = True
+    quality: Thresholds = field(default_factory=Thresholds)
+    quality_default: QualityPolicy = field(default_factory=QualityPolicy)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from worker.pipeline.steps import Pipeline
 from worker.pipeline.wakeups import Wakeups
@@ -31,8 +32,12 @@ def run(
     interval: float,
     stop: threading.Event,
     wakeups: Wakeups | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> None:
-    """Tick until ``stop`` is set; a failing tick is logged and the next one tries again."""
+    """Tick until ``stop`` is set; a failing tick is logged and the next one tries again.
+
+    ``on_tick`` is called after every tick that went through (a liveness heartbeat).
+    """
     while not stop.is_set():
         try:
             finishing = batches.tick()
@@ -47,6 +52,8 @@ def run(
                     report.repaired,
                     report.callbacks,
                 )
+            if on_tick is not None:
+                on_tick()
         except Exception:
             log.exception("tick failed; trying again in %.1f s", interval)
         _between_ticks(pipeline, interval, stop, wakeups)

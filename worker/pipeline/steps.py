@@ -7,21 +7,25 @@ duplicated, late or lost message can neither lose nor double a job.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
+from typing import Any
 
 from models.state import JobState
 from worker.database import Database, TaskQueue, publish
 from worker.errors import UnknownProvider
 from worker.faults import PROVIDER_TIMEOUT, ErrorKind, Fault
-from worker.fetch import Fetcher, FetchError
+from worker.fetch import Fetcher
 from worker.pipeline import dispatch as routing
+from worker.pipeline.finalize import Finalizer
+from worker.pipeline.leases import LeaseKeeper
 from worker.pipeline.outputs import OutputCopier, result_json, upload_key
 from worker.pipeline.policy import Policy, TickReport
+from worker.pipeline.quality_gate import QualityGate
 from worker.pipeline.reconcile import reconcile
 from worker.providers.base import (
     AttemptRef,
@@ -32,12 +36,10 @@ from worker.providers.base import (
     Provider,
     ProviderCallError,
 )
-from worker.storage.base import Storage, StorageError
+from worker.storage.base import Storage
 from worker.usecases import callbacks
-from worker.values import images
 from worker.values.canonical import EditInput
-from worker.values.pricing import list_price
-from worker.values.records import AttemptRecord, JobRecord
+from worker.values.records import AttemptRecord, JobRecord, Rejection
 from worker.values.retry import Verdict, decide, poll_interval
 
 log = logging.getLogger("editq.pipeline")
@@ -57,15 +59,25 @@ class Pipeline:
         fetcher: Fetcher,
         queue: TaskQueue,
         policy: Policy,
+        leases: LeaseKeeper,
         rng: random.Random | None = None,
     ) -> None:
         self._db = db
         self._providers = providers
         self._storage = storage
-        self._copier = OutputCopier(storage, fetcher)
         self._queue = queue
         self._policy = policy
+        self._leases = leases
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._finalizer = Finalizer(
+            db,
+            providers,
+            OutputCopier(storage, fetcher),
+            QualityGate(db, fetcher, policy.quality, policy.quality_default, policy.quality_gate),
+            policy,
+            leases,
+            self._after_failure,
+        )
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -74,8 +86,14 @@ class Pipeline:
         with self._db.transaction() as repo:
             claimed = routing.dispatch(repo, self._policy.limits, self._policy.lease_seconds)
         for c in claimed:
-            publish(self._queue.submit, c.job_id, c.attempt)
+            self._send(self._queue.submit, c.job_id, c.attempt)
         return len(claimed)
+
+    def _send(self, send: Callable[[uuid.UUID, int], None], job_id: uuid.UUID, number: int) -> None:
+        """Publish a submit or finalize; when the broker refuses, the next tick sends it."""
+        if not publish(send, job_id, number):
+            with self._db.transaction() as repo:
+                repo.lease_due_now(job_id, number)
 
     # -- submit ---------------------------------------------------------------------------
 
@@ -94,7 +112,8 @@ class Pipeline:
         webhook = provider.webhook_url(public_url, attempt.id) if public_url else None
         upload = self._upload_url(job.id, edit) if provider.uploads_directly else None
         try:
-            sent = provider.submit(job.model, edit, attempt.id, webhook, upload)
+            with self._leases.holding(job.id, number):
+                sent = provider.submit(job.model, edit, attempt.id, webhook, upload)
         except ProviderCallError as exc:
             if exc.fault.code == PROVIDER_TIMEOUT:
                 return self._unanswered(attempt, exc.fault)
@@ -103,6 +122,14 @@ class Pipeline:
         with self._db.transaction() as repo:
             repo.record_success(attempt.provider)
             moved = repo.mark_running(attempt, sent.request_id, dict(sent.data), first_poll)
+            canceled = not moved and repo.record_canceled_request(
+                attempt.id, sent.request_id, dict(sent.data)
+            )
+        if canceled:
+            # Canceled while the call was in flight: nobody wants this request any more.
+            ref = AttemptRef(attempt.id, sent.request_id, sent.data)
+            self._cancel_remote(attempt.provider, ref, job.id)
+            return "canceled"
         return "running" if moved else "overtaken"
 
     def _unanswered(self, attempt: AttemptRecord, fault: Fault) -> str:
@@ -194,22 +221,36 @@ class Pipeline:
                 moved = repo.begin_finalize(attempt, request_id, result, self._policy.lease_seconds)
             if not moved:
                 return "duplicate"
-            publish(self._queue.finalize, job.id, attempt.number)
+            self._send(self._queue.finalize, job.id, attempt.number)
             return "finalizing"
         wait = poll_interval(poll_age, self._policy.poll_seconds, self._policy.poll_max_seconds)
         with self._db.transaction() as repo:
             repo.schedule_poll(job.id, attempt.number, wait)
         return "pending"
 
-    def _after_failure(self, job: JobRecord, attempt: AttemptRecord, fault: Fault) -> str:
+    def _after_failure(
+        self,
+        job: JobRecord,
+        attempt: AttemptRecord,
+        fault: Fault,
+        details: Mapping[str, Any] | None = None,
+        rejection: Rejection | None = None,
+    ) -> str:
+        """Requeue or fail the job after a failed attempt; ``details`` go into its event.
+
+        ``rejection`` is set when the attempt's outputs failed the quality gate.
+        """
         decision = decide(
             fault, job.failed_attempts, job.max_attempts, self._policy.retry, self._rng
         )
+        if rejection is not None:
+            # The provider answered; only its output was refused. Nothing to wait out.
+            decision = dataclasses.replace(decision, delay_seconds=0.0)
         with self._db.transaction() as repo:
             if routing.counts_against(fault):
                 routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
             if decision.verdict is Verdict.FAIL:
-                moved = repo.fail(attempt, fault)
+                moved = repo.fail(attempt, fault, details, rejection)
             else:
                 moved = repo.requeue(
                     attempt,
@@ -217,6 +258,8 @@ class Pipeline:
                     decision.delay_seconds,
                     counts=decision.counts,
                     next_provider=routing.next_provider(job, attempt.provider, fault),
+                    details=details,
+                    rejection=rejection,
                 )
         if not moved:
             return "stale"
@@ -226,38 +269,7 @@ class Pipeline:
 
     def finalize(self, job_id: uuid.UUID, number: int) -> str:
         """Copy every output of a finished attempt into storage, then succeed the job once."""
-        token = uuid.uuid4()
-        with self._db.transaction() as repo:
-            if not repo.take_finalize_lease(job_id, number, token, self._policy.lease_seconds):
-                return "stale"
-            found = repo.job_at(job_id, number, JobState.FINALIZING)
-        # The lease was just taken on this finalizing attempt, which has its result.
-        assert found is not None
-        job, attempt = found
-        assert attempt.result is not None
-        try:
-            stored = self._copier.copy_all(job_id, attempt.result)
-        except (FetchError, images.NotAnImage) as exc:
-            if isinstance(exc, FetchError) and not exc.permanent:
-                return self._defer_finalize(job_id, token, exc)
-            fault = Fault(ErrorKind.RETRYABLE, "output_unavailable", str(exc))
-            return self._after_failure(job, attempt, fault)
-        except StorageError as exc:
-            return self._defer_finalize(job_id, token, exc)
-        reported = attempt.result.get("cost_usd")
-        if reported is not None:
-            cost = Decimal(reported)
-        else:
-            cost = list_price(attempt.provider, job.model, len(stored))
-        with self._db.transaction() as repo:
-            done = repo.succeed(attempt, token, stored, cost)
-        return "succeeded" if done else "stale"
-
-    def _defer_finalize(self, job_id: uuid.UUID, token: uuid.UUID, exc: Exception) -> str:
-        log.warning("finalize of %s deferred: %s", job_id, exc)
-        with self._db.transaction() as repo:
-            repo.release_finalize_lease(job_id, token, self._policy.finalize_retry_seconds)
-        return "deferred"
+        return self._finalizer.finalize(job_id, number)
 
     # -- cancel ---------------------------------------------------------------------------
 
@@ -267,8 +279,11 @@ class Pipeline:
             attempt = repo.current_attempt(job_id, number)
         if attempt is None or attempt.request_id is None:
             return "nothing_to_cancel"
+        return self._cancel_remote(attempt.provider, _ref(attempt), job_id)
+
+    def _cancel_remote(self, provider: str, ref: AttemptRef, job_id: uuid.UUID) -> str:
         try:
-            self._providers[attempt.provider].cancel(_ref(attempt))
+            self._providers[provider].cancel(ref)
         except ProviderCallError as exc:
             log.info("provider cancel of %s failed: %s", job_id, exc)
             return "cancel_failed"

@@ -12,11 +12,10 @@ from __future__ import annotations
 from worker.repository.budgets import BudgetRows
 from worker.repository.dispatch import DispatchRows
 from worker.repository.provider_health import HealthRows
-from worker.repository.reads import Reads
 from worker.repository.scheduling import Scheduling
 
 __all__ = ["Repository"]
 
 
-class Repository(Reads, Scheduling, DispatchRows, BudgetRows, HealthRows):
+class Repository(Scheduling, DispatchRows, BudgetRows, HealthRows):
     """SQL over one session; the caller owns the transaction."""

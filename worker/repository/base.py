@@ -138,6 +138,29 @@ class SessionBound:
         row = self.run(statement, params).first()
         return None if row is None else Moved(row.callback_url)
 
+    def note(
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        what: str,
+        state: JobState,
+        data: Mapping[str, Any],
+        reason: str | None = None,
+    ) -> None:
+        """Write a line in a job's history that is not a move of its state (``state`` stays)."""
+        self.run(
+            insert(JobEvent),
+            {
+                "job_id": job_id,
+                "transition": what,
+                "state": state,
+                "attempt": attempt,
+                "actor": self.actor,
+                "reason": reason,
+                "data": dict(data),
+            },
+        )
+
     def wake_dispatch(self) -> None:
         """Wake the scheduler when this transaction commits: a slot or a job may be waiting.
 
@@ -150,6 +173,10 @@ def wakes_dispatch(move: Move) -> bool:
     """Whether ``move`` can give a dispatch round work: it frees a slot or queues a job."""
     leaves_flight = bool(move.sources & IN_FLIGHT_STATES) and move.target not in IN_FLIGHT_STATES
     return leaves_flight or move.target is JobState.QUEUED
+
+
+#: Outcomes of an attempt that has not ended: written, being sent, at the provider, copying.
+OPEN_OUTCOMES = ("pending", "sending", "running", "finalizing")
 
 
 def finished_attempt(outcome: str, fault: Fault) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.state import (
@@ -18,8 +18,9 @@ from models.state import (
     JobState,
     Transition,
 )
-from models.tables import Batch, BatchReject, Job, JobEvent, JobOutput
-from worker.repository.base import NOW, seconds_from_now
+from models.tables import Attempt, Batch, BatchReject, Job, JobEvent, JobOutput
+from worker.faults import CANCELED, canceled_message
+from worker.repository.base import NOW, OPEN_OUTCOMES, seconds_from_now
 from worker.repository.reads import job_from_row, job_query, output_record
 from worker.repository.transitions import Transitions
 from worker.values.batch_file import Reject
@@ -49,6 +50,7 @@ class BatchRows(Transitions):
                 budget_usd=new.budget_usd,
                 idempotency_key=new.idempotency_key,
                 request_hash=new.request_hash,
+                quality=new.quality,
             )
             .on_conflict_do_nothing()
             .returning(Batch.id)
@@ -152,7 +154,11 @@ class BatchRows(Transitions):
         reason: str | None,
         error: tuple[str, str] | None = None,
     ) -> list[tuple[uuid.UUID, int, JobState]]:
-        """Cancel every unfinished job matching ``where`` in one statement, with its event."""
+        """Cancel every unfinished job matching ``where`` in one statement, with its event.
+
+        Each job's error says it was canceled (``error`` gives another code and message, as
+        a stop at the budget does), and its open attempt is closed as ``canceled``.
+        """
         move = TRANSITIONS[Transition.CANCEL]
         before = (
             select(Job.id, Job.state)
@@ -168,8 +174,10 @@ class BatchRows(Transitions):
             "completed_at": NOW,
             "updated_at": NOW,
         }
-        if error is not None:
-            values["error_code"], values["error_message"] = error
+        values["error_code"], values["error_message"] = error or (
+            CANCELED,
+            canceled_message(self.actor, reason),
+        )
         rows = self.s.execute(
             update(Job)
             .where(Job.id == before.c.id)
@@ -191,6 +199,14 @@ class BatchRows(Transitions):
                     }
                     for job_id, attempt, _ in rows
                 ],
+            )
+            self.run(
+                update(Attempt)
+                .where(
+                    tuple_(Attempt.job_id, Attempt.number).in_([(j, n) for j, n, _ in rows]),
+                    Attempt.outcome.in_(OPEN_OUTCOMES),
+                )
+                .values(outcome="canceled", finished_at=NOW)
             )
             self.notify_jobs([job_id for job_id, _, _ in rows])
             if any(state in IN_FLIGHT_STATES for _, _, state in rows):

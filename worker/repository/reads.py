@@ -157,7 +157,14 @@ def attempt_from_row(row: Row[Any]) -> AttemptRecord:
 def output_record(row: JobOutput) -> OutputRecord:
     """An output row as a frozen record."""
     return OutputRecord(
-        row.index, row.key, row.content_type, row.width, row.height, row.bytes, row.sha256
+        row.index,
+        row.key,
+        row.content_type,
+        row.width,
+        row.height,
+        row.bytes,
+        row.sha256,
+        row.quality,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     bindparam,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +21,9 @@ from models.state import JobState, Transition
 from models.tables import Attempt, Job, JobEvent
 from worker.repository.base import NOW, SessionBound, seconds_from_now
 from worker.values.records import AttemptRecord, NewJob
+
+#: The states in which a job holds a lease.
+_LEASED = (JobState.SUBMITTING, JobState.FINALIZING)
 
 
 class Scheduling(SessionBound):
@@ -138,12 +142,84 @@ class Scheduling(SessionBound):
         )
         return [(job_id, number) for job_id, number in rows]
 
+    def record_canceled_request(
+        self, attempt_id: uuid.UUID, request_id: str, provider_data: dict[str, Any]
+    ) -> bool:
+        """Keep the request the provider accepted for an attempt whose job was canceled meanwhile.
+
+        The attempt was paid for, so it keeps its request id (and the handles to cancel it
+        with); False when the job is not canceled, or the attempt has its request already.
+        """
+        row = self.run(
+            update(Attempt)
+            .where(
+                Attempt.id == attempt_id,
+                Attempt.request_id.is_(None),
+                Attempt.job_id == Job.id,
+                Job.state == JobState.CANCELED,
+            )
+            .values(request_id=request_id, provider_data=provider_data, submitted_at=NOW)
+            .returning(Attempt.id)
+        ).first()
+        return row is not None
+
+    def source_facts(self, job_id: uuid.UUID) -> dict[str, Any] | None:
+        """What the quality gate kept of a job's source, or None."""
+        facts: dict[str, Any] | None = self.s.scalar(
+            select(Job.source_facts).where(Job.id == job_id)
+        )
+        return facts
+
+    def keep_source_facts(self, job_id: uuid.UUID, facts: dict[str, Any]) -> None:
+        """Keep what the quality gate read of a job's source, for its later attempts."""
+        self.run(update(Job).where(Job.id == job_id).values(source_facts=facts))
+
+    def refresh_result(self, attempt_id: uuid.UUID, result: dict[str, Any]) -> None:
+        """Replace a finalizing attempt's result with a fresher one from the provider."""
+        self.run(
+            update(Attempt)
+            .where(Attempt.id == attempt_id, Attempt.outcome == "finalizing")
+            .values(result=result)
+        )
+
+    def renew_leases(self, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float) -> int:
+        """Extend the leases of live work: ``(job id, attempt)`` pairs still submitting or
+        finalizing. Returns how many were extended (a job that moved on is left alone)."""
+        rows = self.run(
+            update(Job)
+            .where(
+                tuple_(Job.id, Job.attempt).in_(list(held)),
+                Job.state.in_(_LEASED),
+                Job.lease_expires_at.is_not(None),
+            )
+            .values(lease_expires_at=seconds_from_now(lease_seconds))
+            .returning(Job.id)
+        ).all()
+        return len(rows)
+
+    def lease_due_now(self, job_id: uuid.UUID, number: int) -> None:
+        """Let the next tick repair a job at once: its message could not be published.
+
+        Only a lease nobody has taken (a submit not yet sent, a finalize not yet started):
+        the tick then sends the message again instead of waiting out the lease.
+        """
+        self.run(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.attempt == number,
+                Job.state.in_(_LEASED),
+                Job.lease_token.is_(None),
+            )
+            .values(lease_expires_at=NOW)
+        )
+
     def expired_leases(self, limit: int) -> list[tuple[uuid.UUID, int, JobState]]:
         """Submitting or finalizing jobs whose lease ran out (a worker died, a message was lost)."""
         rows = self.run(
             select(Job.id, Job.attempt, Job.state)
             .where(
-                Job.state.in_((JobState.SUBMITTING, JobState.FINALIZING)),
+                Job.state.in_(_LEASED),
                 Job.lease_expires_at < NOW,
             )
             .order_by(Job.lease_expires_at)
@@ -170,6 +246,7 @@ def job_values(new: NewJob) -> dict[str, Any]:
         "idempotency_key": new.idempotency_key,
         "request_hash": new.request_hash,
         "batch_id": new.batch_id,
+        "quality": new.quality,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -12,19 +12,20 @@ from sqlalchemy.dialects.postgresql import insert
 
 from models.state import TRANSITIONS, BatchState, Transition
 from models.tables import Batch, Job, JobEvent, JobOutput
-from worker.faults import Fault
-from worker.repository.base import NOW, FromNow, Plus, finished_attempt
+from worker.faults import CANCELED, Fault, canceled_message
+from worker.repository.base import NOW, OPEN_OUTCOMES, FromNow, Plus, finished_attempt
 from worker.repository.callbacks import CallbackRows
-from worker.repository.reads import filter_clauses, job_from_row, job_query
+from worker.repository.reads import Reads, filter_clauses, job_from_row, job_query
 from worker.values.records import (
     AttemptRecord,
     JobFilter,
     JobRecord,
     OutputRecord,
+    Rejection,
 )
 
 
-class Transitions(CallbackRows):
+class Transitions(CallbackRows, Reads):
     """One method per transition of :data:`models.state.TRANSITIONS`.
 
     Those that end a job write its producer callback (if it has a ``callback_url``) in the
@@ -87,8 +88,12 @@ class Transitions(CallbackRows):
         token: uuid.UUID,
         outputs: Sequence[OutputRecord],
         cost_usd: Decimal,
+        reports: list[dict[str, Any]] | None = None,
     ) -> bool:
-        """Every output is stored: record them and finish the job (once)."""
+        """Every output is stored: record them and finish the job (once).
+
+        ``reports`` are the quality gate's, kept on the attempt (None: the gate was off).
+        """
         moved = self._move(
             attempt.job_id,
             Transition.SUCCEED,
@@ -105,7 +110,12 @@ class Transitions(CallbackRows):
             data={"outputs": len(outputs)},
             attempt_update=(
                 attempt.id,
-                {"outcome": "succeeded", "finished_at": NOW, "cost_usd": cost_usd},
+                {
+                    "outcome": "succeeded",
+                    "finished_at": NOW,
+                    "cost_usd": cost_usd,
+                    "quality": reports,
+                },
             ),
         )
         if moved is None:
@@ -123,6 +133,7 @@ class Transitions(CallbackRows):
                         "height": o.height,
                         "bytes": o.bytes,
                         "sha256": o.sha256,
+                        "quality": o.quality,
                     }
                     for o in outputs
                 ],
@@ -139,46 +150,68 @@ class Transitions(CallbackRows):
         *,
         counts: bool,
         next_provider: str,
+        details: Mapping[str, Any] | None = None,
+        rejection: Rejection | None = None,
     ) -> bool:
-        """Send the job back to the queue after a failed attempt."""
+        """Send the job back to the queue after a failed attempt; ``details`` join its event.
+
+        A ``rejection`` (outputs the quality gate refused) charges the attempt's cost to the
+        job and uses up one of its quality retries.
+        """
+        job_values: dict[str, Any] = {
+            "run_after": FromNow(delay_seconds),
+            "failed_attempts": Plus(1 if counts else 0),
+            "provider": next_provider,
+            "lease_expires_at": None,
+            "lease_token": None,
+            "next_poll_at": None,
+            "error_code": fault.code,
+            "error_message": fault.message,
+        }
+        if rejection is not None:
+            job_values["quality_retries"] = Plus(1)
         moved = self._move(
             attempt.job_id,
             Transition.REQUEUE,
             attempt.number,
-            {
-                "run_after": FromNow(delay_seconds),
-                "failed_attempts": Plus(1 if counts else 0),
-                "provider": next_provider,
-                "lease_expires_at": None,
-                "lease_token": None,
-                "next_poll_at": None,
-                "error_code": fault.code,
-                "error_message": fault.message,
-            },
+            _charged(job_values, rejection),
             reason=fault.code,
-            data={"kind": fault.kind.value, "delay_seconds": round(delay_seconds, 3)},
-            attempt_update=(attempt.id, finished_attempt("failed", fault)),
+            data={
+                "kind": fault.kind.value,
+                "delay_seconds": round(delay_seconds, 3),
+                **(details or {}),
+            },
+            attempt_update=(attempt.id, _rejected(finished_attempt("failed", fault), rejection)),
         )
         return moved is not None
 
-    def fail(self, attempt: AttemptRecord, fault: Fault) -> bool:
-        """Fail the job for good with ``fault``."""
+    def fail(
+        self,
+        attempt: AttemptRecord,
+        fault: Fault,
+        details: Mapping[str, Any] | None = None,
+        rejection: Rejection | None = None,
+    ) -> bool:
+        """Fail the job for good with ``fault`` (a ``rejection`` charges its cost)."""
         moved = self._move(
             attempt.job_id,
             Transition.FAIL,
             attempt.number,
-            {
-                "lease_expires_at": None,
-                "lease_token": None,
-                "next_poll_at": None,
-                "completed_at": NOW,
-                "failed_attempts": Plus(1),
-                "error_code": fault.code,
-                "error_message": fault.message,
-            },
+            _charged(
+                {
+                    "lease_expires_at": None,
+                    "lease_token": None,
+                    "next_poll_at": None,
+                    "completed_at": NOW,
+                    "failed_attempts": Plus(1),
+                    "error_code": fault.code,
+                    "error_message": fault.message,
+                },
+                rejection,
+            ),
             reason=fault.code,
-            data={"kind": fault.kind.value},
-            attempt_update=(attempt.id, finished_attempt("failed", fault)),
+            data={"kind": fault.kind.value, **(details or {})},
+            attempt_update=(attempt.id, _rejected(finished_attempt("failed", fault), rejection)),
         )
         if moved is None:
             return False
@@ -187,10 +220,19 @@ class Transitions(CallbackRows):
         return True
 
     def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRecord | None:
-        """Cancel a job that is not terminal; returns it as it was before, or None."""
+        """Cancel a job that is not terminal; returns it as it was before, or None.
+
+        The job's error says it was canceled, by whom and why (an earlier attempt's error is
+        not its story any more), and its open attempt is closed as ``canceled``.
+        """
         before = self.run(job_query(Job.id == job_id).with_for_update()).first()
         if before is None:
             return None
+        job = job_from_row(before)
+        attempt = self.current_attempt(job_id, job.attempt) if job.attempt else None
+        closing = None
+        if attempt is not None and attempt.outcome in OPEN_OUTCOMES:
+            closing = (attempt.id, {"outcome": "canceled", "finished_at": NOW})
         moved = self._move(
             job_id,
             Transition.CANCEL,
@@ -200,14 +242,17 @@ class Transitions(CallbackRows):
                 "lease_token": None,
                 "next_poll_at": None,
                 "completed_at": NOW,
+                "error_code": CANCELED,
+                "error_message": canceled_message(self.actor, reason),
             },
             reason=reason,
+            attempt_update=closing,
         )
         if moved is None:
             return None
         if moved.callback_url is not None:
             self.notify_job(job_id)
-        return job_from_row(before)
+        return job
 
     def retry(self, job_id: uuid.UUID, reason: str | None) -> bool:
         """Send a failed or canceled job round again with a fresh attempt budget."""
@@ -283,12 +328,28 @@ class Transitions(CallbackRows):
         return moved is not None
 
 
-#: What a retry resets: the job starts over on its first provider with a fresh budget.
+#: What a retry resets: the job starts over on its first provider with a fresh budget (of
+#: attempts and of quality retries).
 _RETRY_VALUES = {
     "run_after": NOW,
     "failed_attempts": 0,
+    "quality_retries": 0,
     "provider": Job.providers[1],
     "completed_at": None,
     "error_code": None,
     "error_message": None,
 }
+
+
+def _charged(values: dict[str, Any], rejection: Rejection | None) -> dict[str, Any]:
+    """A job's new values, with a rejected attempt's cost added to what it has spent."""
+    if rejection is not None:
+        values["cost_usd"] = Plus(rejection.cost_usd)
+    return values
+
+
+def _rejected(values: dict[str, Any], rejection: Rejection | None) -> dict[str, Any]:
+    """An attempt's new values, with what the quality gate found and what it cost."""
+    if rejection is not None:
+        values.update(cost_usd=rejection.cost_usd, quality=rejection.reports)
+    return values

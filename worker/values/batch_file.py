@@ -1,9 +1,9 @@
 """Reading a batch file, CSV or JSONL, one row at a time: each row is a request or a reject.
 
 A row carries ``external_id``, the canonical request (``image_url``, ``prompt`` and any
-optional parameter) and, optionally, its own ``model``, ``priority``, ``providers`` and
-``callback_url``. In CSV these are columns (an empty cell means "not given"; ``providers``
-is a space-separated list); in JSONL, keys.
+optional parameter) and, optionally, its own ``model``, ``priority``, ``providers``,
+``callback_url`` and ``quality_on_failure``. In CSV these are columns (an empty cell means
+"not given"; ``providers`` is a space-separated list); in JSONL, keys.
 
 A problem with one row rejects that row, with its line, field and rule. A problem with the
 file itself (not UTF-8, a CSV header naming an unknown column) raises
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +24,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from worker.errors import BatchFileInvalid, BatchFormatUnknown
 from worker.values.canonical import EditInput, ModelName
+from worker.values.quality_policy import OnFailure
 from worker.values.storable import StorableText
 
 BatchFormat = Literal["csv", "jsonl"]
 
 #: What a row may name besides the canonical request.
-ROW_OPTIONS = ("external_id", "model", "priority", "providers", "callback_url")
+ROW_OPTIONS = (
+    "external_id",
+    "model",
+    "priority",
+    "providers",
+    "callback_url",
+    "quality_on_failure",
+)
 #: Every column (CSV) or key (JSONL) a row may have.
 COLUMNS = frozenset((*ROW_OPTIONS, *EditInput.model_fields))
 REQUIRED_COLUMNS = ("external_id", "image_url", "prompt")
@@ -51,6 +58,8 @@ class RowOptions(BaseModel):
     callback_url: StorableText | None = Field(
         default=None, max_length=2048, pattern=r"^https?://\S+$"
     )
+    #: What a failed quality check does to this row's job (the batch's policy otherwise).
+    quality_on_failure: OnFailure | None = None
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -120,8 +129,7 @@ def check_row(line: int, values: dict[str, Any]) -> Row | Reject:
 
 
 def _csv_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
-    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="", errors="strict")
-    reader = csv.reader(text, strict=True)
+    reader = csv.reader(_utf8_lines(source), strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -140,14 +148,19 @@ def _csv_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Reject]
                 )  # fmt: skip
                 continue
             yield line, {k: v for k, v in zip(columns, cells, strict=True) if v != ""}
-    except UnicodeDecodeError as exc:
-        raise BatchFileInvalid(
-            f"the file is not UTF-8 (after line {reader.line_num}): {exc.reason}"
-        ) from exc
     except csv.Error as exc:
         raise BatchFileInvalid(f"line {reader.line_num}: {exc}") from exc
-    finally:
-        text.detach()
+
+
+def _utf8_lines(source: IO[bytes]) -> Iterator[str]:
+    """Each line of ``source`` as text, a byte-order mark dropped; a line that is not UTF-8
+    refuses the file, naming that line (UTF-8 never puts a newline byte inside a character,
+    so each line decodes on its own)."""
+    for number, raw in enumerate(source, start=1):
+        try:
+            yield (raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BatchFileInvalid(f"line {number} is not UTF-8: {exc.reason}") from exc
 
 
 def _header(header: list[str]) -> list[str]:

@@ -30,9 +30,18 @@ class BatchStatus:
 
     @property
     def failed(self) -> int:
-        """Jobs that failed or were canceled."""
-        counts = self.progress.counts
-        return counts.get(JobState.FAILED, 0) + counts.get(JobState.CANCELED, 0)
+        """Jobs that failed."""
+        return self.progress.counts.get(JobState.FAILED, 0)
+
+    @property
+    def canceled(self) -> int:
+        """Jobs that were canceled: by ops, by a cancel of the batch, or at its budget."""
+        return self.progress.counts.get(JobState.CANCELED, 0)
+
+    @property
+    def ended(self) -> int:
+        """Jobs that reached a terminal state, however they ended."""
+        return self.done + self.failed + self.canceled
 
     @property
     def in_flight(self) -> int:

@@ -29,6 +29,7 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     batch_id: uuid.UUID | None = None
+    quality: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,21 @@ class OutputRecord:
     height: int | None
     bytes: int
     sha256: str
+    #: The quality gate's report (:meth:`worker.values.quality.Report.to_json`); None: off.
+    quality: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An attempt whose outputs the quality gate refused: what it cost, what was found.
+
+    The provider did the work, so the attempt is paid for: its cost counts in the job's
+    and the batch's spend like a success's.
+    """
+
+    cost_usd: Decimal
+    #: One report per output, each with the key the output is kept under.
+    reports: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +78,8 @@ class AttemptRecord:
     created_at: datetime
     submitted_at: datetime | None
     finished_at: datetime | None
+    #: The quality gate's report on each output, with where it is kept.
+    quality: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +110,10 @@ class JobRecord:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    #: The job's own quality policy (``{"on_failure", "max_retries"}``); None: the default.
+    quality: dict[str, Any] | None = None
+    #: Attempts spent so far on outputs that failed a quality check.
+    quality_retries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +181,7 @@ class NewBatch:
     budget_usd: Decimal | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    quality: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
