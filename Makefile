@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv test unit lint demo bench up down compose-check clean
+.PHONY: help venv check test unit lint fmt demo bench up down compose-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,19 +17,28 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install editq with the embedded services and dev tools
 
-test: $(STAMP) compose-check  ## the full suite: unit, migrations, integration, acceptance
+check: lint unit  ## the everyday command: lint, then the tests that need nothing running
+
+test: $(STAMP) compose-check  ## the full suite: unit, migrations, integration, acceptance, faults
 	$(BIN)/pytest
 
 unit: $(STAMP)  ## only the tests that need nothing running
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP)  ## ruff and mypy (strict on models/ and worker/)
+lint: $(STAMP)  ## ruff and mypy (strict on models/, worker/, emulators/, bench/; tests/ too)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-compose-check: $(STAMP)  ## validate docker-compose.yml without a Docker engine
+fmt: $(STAMP)  ## format the code and sort imports, in place
+	$(BIN)/ruff check --select I --fix .
+	$(BIN)/ruff format .
+
+COMPOSE_EMULATED = -f docker-compose.yml -f docker-compose.emulators.yml --profile emulators
+
+compose-check: $(STAMP)  ## validate the compose files (with and without the emulators), no Docker engine needed
 	$(BIN)/docker-compose -f docker-compose.yml config -q
+	$(BIN)/docker-compose $(COMPOSE_EMULATED) config -q
 
 demo: $(STAMP)  ## a sample catalog edited end to end on the embedded services
 	$(BIN)/editq demo
@@ -37,11 +46,11 @@ demo: $(STAMP)  ## a sample catalog edited end to end on the embedded services
 bench: $(STAMP)  ## the benchmark on the real stack: a table, and the figures in bench-results.json
 	$(BIN)/python -m bench
 
-up:  ## the full stack in Docker
-	docker compose up --build -d
+up:  ## the full stack in Docker, with the provider emulators (docker compose up: real providers)
+	docker compose $(COMPOSE_EMULATED) up --build -d
 
-down:
-	docker compose down
+down:  ## stop the Docker stack
+	docker compose $(COMPOSE_EMULATED) down
 
 clean:  ## stop embedded services and remove local state
 	-$(BIN)/editq services down

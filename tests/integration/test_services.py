@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from tests.waiting import wait_until
 from worker import errors
+from worker.config import check_callback_secret
 from worker.dev import services
 from worker.dev.services.home import Home
 
@@ -36,6 +38,8 @@ KEYS = [
     "AWS_SECRET_ACCESS_KEY",
     "EDITQ_API_KEYS",
     "EDITQ_ENV",
+    # The secret `editq dev` signs callbacks with: a second shell may name a callback_url.
+    "EDITQ_CALLBACK_SECRET",
 ]
 
 
@@ -102,6 +106,7 @@ def test_services_outlive_the_process_that_started_them(
     assert printed["EDITQ_S3_BUCKET"] == "editq"
     assert printed["EDITQ_ENV"] == "development"
     assert printed["EDITQ_BROKER_URL"].startswith("redis://127.0.0.1:")
+    check_callback_secret(printed["EDITQ_CALLBACK_SECRET"])
 
 
 def test_database_url_reaches_the_editq_database(started: tuple[Path, dict[str, str]]) -> None:
@@ -169,7 +174,7 @@ def test_down_stops_every_server_and_a_taken_port_stops_up(tmp_path: Path) -> No
         running = pids(home)
         assert services.down(home) == NAMES
         for name, pid in running.items():
-            wait_until(lambda pid=pid: gone(pid), timeout=10, what=f"{name} (pid {pid}) to exit")
+            wait_until(functools.partial(gone, pid), timeout=10, what=f"{name} (pid {pid}) to exit")
         assert services.status(home) == dict.fromkeys(NAMES, False)
         with pytest.raises(errors.ServicesNotRunning) as raised:
             services.env(home)

@@ -10,7 +10,7 @@ import pytest
 
 from worker.storage.base import Storage, StorageError
 from worker.storage.memory import MemoryStorage
-from worker.wiring import Container
+from worker.wiring import Container, build
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +73,26 @@ def test_the_s3_server_serves_presigned_urls_and_refuses_tampered_ones(
     forged = httpx.put(_tamper(put_url), content=b"evil", headers={"Content-Type": "image/png"})
     assert forged.status_code == 403
     assert storage.get("contract/by-provider.png") == b"png"
+
+
+def test_urls_handed_out_point_at_the_public_endpoint_and_work(container: Container) -> None:
+    # The same server under another name stands in for a compose stack's two addresses:
+    # editq reaches it as one (127.0.0.1), people and providers as the other (localhost).
+    inside = container.settings.s3_endpoint_url or ""
+    outside = inside.replace("127.0.0.1", "localhost")
+    assert outside != inside
+    settings = container.settings.model_copy(update={"s3_public_endpoint_url": outside})
+    public = build(settings)
+    try:
+        public.storage.put("contract/public.png", b"\x89PNG-public", "image/png")
+        assert public.storage.get("contract/public.png") == b"\x89PNG-public"
+        url = public.storage.presign_get("contract/public.png", 60)
+        assert url.startswith(outside)
+        assert httpx.get(url).content == b"\x89PNG-public"
+        put = public.storage.presign_put("contract/by-provider.png", "image/png", 60)
+        assert put.startswith(outside)
+        sent = httpx.put(put, content=b"from a provider", headers={"Content-Type": "image/png"})
+        assert sent.status_code == 200
+        assert public.storage.get("contract/by-provider.png") == b"from a provider"
+    finally:
+        public.close()

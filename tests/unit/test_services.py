@@ -92,6 +92,21 @@ def test_state_round_trips_through_its_file(tmp_path: Path) -> None:
     assert set(state.with_ports_for(["s3"], {}).ports) == {"postgres", "valkey", "s3"}
 
 
+def test_a_home_from_before_the_callback_secret_was_kept_gets_one_at_its_next_up(
+    tmp_path: Path,
+) -> None:
+    home = Home.at(tmp_path)
+    old = State.generate(["postgres"], {})
+    body = json.loads(old.to_json())
+    del body["callback_secret"]
+    home.state_file.write_text(json.dumps(body))
+    loaded = home.load_state()
+    assert loaded is not None and loaded.callback_secret is None
+    upgraded = loaded.with_ports_for(["postgres"], {})
+    assert upgraded.callback_secret is not None
+    assert upgraded.callback_secret.startswith("whsec_")
+
+
 def test_a_reaped_process_is_not_alive_and_cwd_tells_processes_apart(tmp_path: Path) -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"], cwd=tmp_path)
     child.wait()

@@ -101,7 +101,7 @@ def _follow(api: httpx.Client, batch_id: str, count: int, console: Console) -> d
         bar = progress.add_task("batch", total=count, flying=0, cost="0.00")
         while True:
             batch: dict[str, Any] = api.get(f"/v1/batches/{batch_id}").json()
-            done = batch["done"] + batch["failed"]
+            done = batch["done"] + batch["failed"] + batch["canceled"]
             cost = f"{batch['cost_usd']:.2f}"
             progress.update(bar, completed=done, flying=batch["in_flight"], cost=cost)
             if batch["state"] in FINISHED or time.monotonic() > deadline:

@@ -170,13 +170,16 @@ def local_env(base: Mapping[str, str], ports: Ports, *, webhooks: bool) -> dict[
 EMULATED = ("fal", "runware", "runflow")
 
 
-def start_all(stack: Processes, ports: Ports) -> None:
-    """Start the three provider emulators, the API, a worker and the scheduler."""
+def start_all(stack: Processes, ports: Ports, emulator_args: Sequence[str] = ()) -> None:
+    """Start the three provider emulators, the API, a worker and the scheduler.
+
+    ``emulator_args`` go to every ``editq emulate`` (``--result-ttl 60``, say).
+    """
     for provider in EMULATED:
         port = getattr(ports, provider)
         stack.start(
             f"{provider}-emulator",
-            ["emulate", provider, "--port", str(port)],
+            ["emulate", provider, "--port", str(port), *emulator_args],
             f"http://127.0.0.1:{port}/_emulator/stats",
         )
     api = f"http://127.0.0.1:{ports.api}/readyz"

@@ -21,16 +21,25 @@ _OWN_PUT_SECONDS = 300
 
 
 class S3Storage:
-    """One bucket on an S3-compatible server."""
+    """One bucket on an S3-compatible server.
 
-    def __init__(self, client: S3Client, http: httpx.Client, bucket: str) -> None:
+    :param client: signs the URLs editq itself uses, for the endpoint it reaches.
+    :param public: signs the URLs editq hands out (API answers, result files, callbacks,
+        providers), for the endpoint they reach (``EDITQ_S3_PUBLIC_ENDPOINT_URL``); None
+        when that is the same endpoint.
+    """
+
+    def __init__(
+        self, client: S3Client, http: httpx.Client, bucket: str, public: S3Client | None = None
+    ) -> None:
         self._s3 = client
+        self._public = public or client
         self._http = http
         self.bucket = bucket
 
     def put(self, key: str, data: bytes, content_type: str) -> ObjectInfo:
         """PUT ``data`` to a freshly presigned URL."""
-        url = self.presign_put(key, content_type, _OWN_PUT_SECONDS)
+        url = self._presign(self._s3, "put_object", key, _OWN_PUT_SECONDS, content_type)
         try:
             response = self._http.put(url, content=data, headers={"Content-Type": content_type})
         except httpx.HTTPError as exc:
@@ -43,7 +52,8 @@ class S3Storage:
     def get(self, key: str) -> bytes:
         """GET the object through a presigned URL."""
         try:
-            response = self._http.get(self.presign_get(key, _OWN_PUT_SECONDS))
+            url = self._presign(self._s3, "get_object", key, _OWN_PUT_SECONDS)
+            response = self._http.get(url)
         except httpx.HTTPError as exc:
             raise StorageError(f"cannot reach the object store: {exc}") from exc
         if response.status_code != 200:
@@ -63,19 +73,25 @@ class S3Storage:
         return ObjectInfo(key, found["ContentLength"], found.get("ContentType"))
 
     def presign_get(self, key: str, expires_seconds: int) -> str:
-        """A presigned GET URL."""
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
-        )
+        """A presigned GET URL for someone else, at the public endpoint."""
+        return self._presign(self._public, "get_object", key, expires_seconds)
 
     def presign_put(self, key: str, content_type: str | None, expires_seconds: int) -> str:
-        """A presigned PUT URL bound to ``content_type``."""
+        """A presigned PUT URL for someone else (a provider), bound to ``content_type``."""
+        return self._presign(self._public, "put_object", key, expires_seconds, content_type)
+
+    def _presign(
+        self,
+        client: S3Client,
+        method: str,
+        key: str,
+        expires_seconds: int,
+        content_type: str | None = None,
+    ) -> str:
         params = {"Bucket": self.bucket, "Key": key}
         if content_type is not None:
             params["ContentType"] = content_type
-        return self._s3.generate_presigned_url(
-            "put_object", Params=params, ExpiresIn=expires_seconds
-        )
+        return client.generate_presigned_url(method, Params=params, ExpiresIn=expires_seconds)
 
     def check(self) -> None:
         """HEAD the bucket."""

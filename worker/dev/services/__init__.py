@@ -133,6 +133,7 @@ def status(home: Path) -> dict[str, bool]:
 
 
 def _environment(where: Home, state: State) -> ServiceEnv:
+    signing = {"EDITQ_CALLBACK_SECRET": state.callback_secret} if state.callback_secret else {}
     return ServiceEnv(
         {
             "EDITQ_DATABASE_URL": Postgres(where, state).url(),
@@ -144,6 +145,9 @@ def _environment(where: Home, state: State) -> ServiceEnv:
             "AWS_SECRET_ACCESS_KEY": state.s3_secret_key,
             "EDITQ_API_KEYS": state.api_key,
             "EDITQ_ENV": "development",
+            # The same secret `editq dev` signs callbacks with, so a job submitted from
+            # another shell may name a callback_url.
+            **signing,
         }
     )
 

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from worker.values.callback_events import new_secret
+
 LOOPBACK = "127.0.0.1"
 _MAX_PORT = 65535
 _STATE_VERSION = 1
@@ -42,6 +44,9 @@ class State:
     s3_secret_key: str
     #: The producer API key for development (``EDITQ_API_KEYS``).
     api_key: str
+    #: What producer callbacks are signed with (``EDITQ_CALLBACK_SECRET``); a home made
+    #: before it was kept gets one at its next ``up``.
+    callback_secret: str | None = None
 
     @classmethod
     def generate(cls, port_names: Iterable[str], pairs: PortPairs) -> State:
@@ -53,14 +58,19 @@ class State:
             s3_access_key="EDITQ" + "".join(secrets.choice(key_alphabet) for _ in range(15)),
             s3_secret_key=secrets.token_urlsafe(30),
             api_key="editq-dev-" + secrets.token_urlsafe(24),
+            callback_secret=new_secret(),
         )
 
     def with_ports_for(self, port_names: Iterable[str], pairs: PortPairs) -> State:
-        """This state, with free ports added for any names it does not have yet."""
+        """This state, with free ports added for any names it does not have yet, and the
+        secrets a home made by an older editq did not keep."""
+        state = self
         missing = [name for name in port_names if name not in self.ports]
-        if not missing:
-            return self
-        return replace(self, ports={**self.ports, **choose_ports(missing, pairs)})
+        if missing:
+            state = replace(state, ports={**self.ports, **choose_ports(missing, pairs)})
+        if state.callback_secret is None:
+            state = replace(state, callback_secret=new_secret())
+        return state
 
     def to_json(self) -> str:
         """The state file's text."""
