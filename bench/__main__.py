@@ -24,6 +24,7 @@ TARGETS = {
     "latency_bound": "makespan within 1.10 x ideal",
     "naive_design": "(the baseline)",
     "overhead": ">= 200 jobs/s",
+    "quality_gate": "no false positives; throughput ratio reported",
     "ingest": "100,000 rows < 20 s",
     "memory": "worker RSS < 300 MB",
 }
@@ -71,6 +72,15 @@ def headline(name: str, figures: Figures, results: dict[str, Figures]) -> str:
             f"{figures['jobs_per_second']} jobs/s; CPU ms/job: {cpu}; editq's own "
             f"{figures['editq_cpu_ms_per_job']} ms/job, a CPU-bound "
             f"{figures['cpu_bound_jobs_per_second_without_emulator']} jobs/s without the emulator"
+        )
+    if name == "quality_gate":
+        fp = figures["false_positives"]
+        return (
+            f"{figures['cpu_ms_per_1024px_output']} CPU ms per 1024x1024 output; 1 MP outputs "
+            f"{figures['with_gate']['jobs_per_second']} jobs/s with the gate, "
+            f"{figures['without_gate']['jobs_per_second']} without "
+            f"({figures['throughput_with_over_without']} x); false positives "
+            f"{len(fp['false_positives'])} of {fp['edits']} edits"
         )
     if name == "ingest":
         return f"{figures['rows']} rows queued in {figures['seconds']} s"

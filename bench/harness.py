@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import psutil
 from sqlalchemy import create_engine, text
@@ -209,8 +210,10 @@ def stack(
     ports = Ports.free()
     env = local_env(env, ports, webhooks=True)
     env.update(EDITQ_API_KEYS=API_KEY, EDITQ_PROVIDERS="fal", **settings)
-    # This process builds a container too (to upload sources), from the same settings.
+    # This process builds a container too (to upload sources), from the same settings; a
+    # fresh boto3 session, since the default one keeps the credentials of an earlier stack.
     os.environ.update(env)
+    boto3.setup_default_session()
     try:
         with Processes(env, home / "logs") as running:
             fal = f"http://127.0.0.1:{ports.fal}"

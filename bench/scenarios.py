@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import naive
+from bench import quality as bench_quality
 from bench.harness import MachineBusy, Running, cpu_between, cpu_seconds, memory_mb, stack
 
 Figures = dict[str, Any]
@@ -28,6 +29,8 @@ class Scale:
     capacity: int = 100
     naive_jobs: int = 40
     overhead_jobs: int = 2000
+    #: Jobs of each quality-gate run: megapixel outputs take the emulator far longer to make.
+    gate_jobs: int = 500
     ingest_rows: int = 100_000
     memory_jobs: int = 5000
 
@@ -41,6 +44,7 @@ class Scale:
             capacity=20,
             naive_jobs=6,
             overhead_jobs=200,
+            gate_jobs=40,
             ingest_rows=5000,
             memory_jobs=300,
         )
@@ -161,24 +165,53 @@ def naive_design(home: Path, scale: Scale) -> Figures:
 
 def overhead(home: Path, scale: Scale) -> Figures:
     """No provider latency, small outputs: what editq itself costs, per job and per process."""
-    settings = {"EDITQ_FAL_MAX_IN_FLIGHT": "1000"}
+    return _overhead(home, scale.overhead_jobs, {}, (32, 32))
+
+
+def quality_gate(home: Path, scale: Scale) -> Figures:
+    """What the quality gate costs: the overhead run with it and without it, side by side.
+
+    The outputs here are a megapixel (the size Kontext returns), so the checks' real cost
+    shows; the false-positive measurement and the CPU per 1024x1024 output come with it.
+    """
+    size = (1024, 1024)
+    runs = {
+        "with_gate": _overhead(home / "on", scale.gate_jobs, {"EDITQ_QUALITY_GATE": "1"}, size),
+        "without_gate": _overhead(home / "off", scale.gate_jobs, {"EDITQ_QUALITY_GATE": "0"}, size),
+    }
+    on, off = runs["with_gate"], runs["without_gate"]
+    return {
+        **runs,
+        "throughput_with_over_without": round(on["jobs_per_second"] / off["jobs_per_second"], 3),
+        "worker_cpu_ms_per_job_added": round(
+            on["cpu_ms_per_job"]["worker"] - off["cpu_ms_per_job"]["worker"], 2
+        ),
+        "cpu_ms_per_1024px_output": round(bench_quality.cpu_ms_per_output(), 1),
+        "false_positives": bench_quality.measure().as_json(),
+    }
+
+
+def _overhead(
+    home: Path, jobs: int, extra: dict[str, str], source_size: tuple[int, int]
+) -> Figures:
+    settings = {"EDITQ_FAL_MAX_IN_FLIGHT": "1000", **extra}
     with stack(home, settings) as running:
         running.configure_emulator(latency=0.0, jitter=0.0, concurrency=1000)
-        source = running.source_url((32, 32))
+        source = running.source_url(source_size)
         before = cpu_seconds(running.trees())
-        batch_id, _ = running.submit_batch(scale.overhead_jobs, source)
-        batch = running.wait_batch(batch_id, timeout=600)
+        batch_id, _ = running.submit_batch(jobs, source)
+        batch = running.wait_batch(batch_id, timeout=1800)
         used = cpu_between(before, cpu_seconds(running.trees()))
         span = _span(running, batch_id)
-    per_job = {name: seconds / scale.overhead_jobs * 1000 for name, seconds in used.items()}
+    per_job = {name: seconds / jobs * 1000 for name, seconds in used.items()}
     # Everything but the emulator: what running editq costs, were the provider elsewhere.
     ours = sum(ms for name, ms in per_job.items() if name != "emulator")
     cores = os.cpu_count() or 1
     return {
-        "jobs": scale.overhead_jobs,
+        "jobs": jobs,
         "succeeded": batch["done"],
         "seconds": round(span, 2),
-        "jobs_per_second": round(scale.overhead_jobs / span, 1),
+        "jobs_per_second": round(jobs / span, 1),
         "cpu_ms_per_job": {name: round(ms, 2) for name, ms in per_job.items()},
         "editq_cpu_ms_per_job": round(ours, 2),
         "cpu_bound_jobs_per_second_without_emulator": round(cores * 1000 / ours, 1),
@@ -236,6 +269,7 @@ SCENARIOS: dict[str, Callable[[Path, Scale], Figures]] = {
     "latency_bound": latency_bound,
     "naive_design": naive_design,
     "overhead": overhead,
+    "quality_gate": quality_gate,
     "ingest": ingest,
     "memory": memory,
 }

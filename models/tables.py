@@ -44,6 +44,11 @@ Money = Numeric(12, 4)
 Timestamp = DateTime(timezone=True)
 
 
+#: A JSONB column whose Python None is SQL NULL (not the JSON ``null``), so "not set"
+#: reads the same from SQL as from Python.
+_NULLABLE_JSON = JSONB(none_as_null=True)
+
+
 class Base(DeclarativeBase):
     """Declarative base whose metadata carries stable constraint names for migrations."""
 
@@ -84,7 +89,7 @@ class Batch(Base):
     #: When dispatch stopped for the budget; the batch's unsent jobs were canceled then.
     budget_exhausted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     #: The quality policy of the batch's rows that do not name their own.
-    quality: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(_NULLABLE_JSON)
     idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
     #: sha256 of the uploaded file and its options, sent with ``idempotency_key``.
     request_hash: Mapped[str | None] = mapped_column(Text)
@@ -176,12 +181,12 @@ class Job(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Money, server_default="0")
     #: What a failed quality check does to this job (``{"on_failure", "max_retries"}``);
     #: NULL: the batch's, or the settings' default.
-    quality: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(_NULLABLE_JSON)
     #: Attempts spent so far on outputs that failed a quality check.
     quality_retries: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     #: What the quality gate keeps of the source image (size, perceptual hash, thumbnail),
     #: computed once, the first time the job's outputs are checked.
-    source_facts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    source_facts: Mapped[dict[str, Any] | None] = mapped_column(_NULLABLE_JSON)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -245,7 +250,7 @@ class Attempt(Base):
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     #: The quality gate's report on each output of this attempt, with where it is stored
     #: (outputs that failed a check are kept under ``outputs/{job}/rejected/``).
-    quality: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    quality: Mapped[list[dict[str, Any]] | None] = mapped_column(_NULLABLE_JSON)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     submitted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -272,7 +277,7 @@ class JobOutput(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(Text)
     #: The quality gate's checks, flags and scores; NULL when the gate was off.
-    quality: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(_NULLABLE_JSON)
 
 
 class JobEvent(Base):

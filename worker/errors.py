@@ -8,6 +8,8 @@ The tree::
     ├── IdempotencyConflict         idempotency_conflict      409   exit 4
     ├── InvalidTransition           invalid_transition        409   exit 5
     ├── NoProviderCanRun            unsupported_by_providers  422   exit 2
+    ├── ImageUrlRefused             image_url_refused         422   exit 2
+    ├── UnknownErrorCode            unknown_error_code        422   exit 2
     ├── Unauthorized                unauthorized              401
     ├── UnknownProvider             unknown_provider          404
     ├── WebhookRejected             webhook_signature_invalid | webhook_malformed |
@@ -22,6 +24,8 @@ The tree::
     ├── BatchEmpty                  batch_empty               422   exit 2
     ├── BatchTooLarge               batch_too_large           413   exit 2
     ├── BatchFormatUnknown          batch_format_unknown      415   exit 2
+    ├── ServiceUnreachable          service_unreachable       503   exit 6
+    ├── SettingsInvalid             settings_invalid                exit 7
     ├── ServicesError               services_error            (the embedded services)
     │   ├── ServicesNotRunning      services_not_running
     │   ├── EmbeddedPackagesMissing embedded_packages_missing
@@ -30,6 +34,9 @@ The tree::
     └── ProcessStartFailed          process_start_failed      (``editq dev``, ``editq demo``)
 
 Exit code 1 is the job's own failure (``editq submit --wait``), never an error of these.
+The CLI turns a service it cannot reach (PostgreSQL, the broker, S3) into
+``ServiceUnreachable`` and a setting pydantic refuses into ``SettingsInvalid``, each one
+line, never a traceback.
 
 A failure of a job is not an error of this tree: it is a :class:`worker.faults.Fault`
 with a code from :data:`worker.faults.CATALOGUE`, recorded on the job. A few exceptions
@@ -83,6 +90,22 @@ class InvalidTransition(EditqError):
     code = "invalid_transition"
     status = 409
     exit_code = 5
+
+
+class ImageUrlRefused(EditqError):
+    """input.image_url: it points at a loopback, private or reserved address; use a public URL."""
+
+    code = "image_url_refused"
+    status = 422
+    exit_code = 2
+
+
+class UnknownErrorCode(EditqError):
+    """That is not an error code editq gives; the message lists the codes it does give."""
+
+    code = "unknown_error_code"
+    status = 422
+    exit_code = 2
 
 
 class NoProviderCanRun(EditqError):
@@ -213,6 +236,25 @@ class BatchFormatUnknown(EditqError):
     code = "batch_format_unknown"
     status = 415
     exit_code = 2
+
+
+# -- the environment -------------------------------------------------------------------
+
+
+class ServiceUnreachable(EditqError):
+    """A service editq needs did not answer; the message names it and how to point editq at it."""
+
+    code = "service_unreachable"
+    status = 503
+    exit_code = 6
+
+
+class SettingsInvalid(EditqError):
+    """A setting is not valid; the message names the variable and the rule."""
+
+    code = "settings_invalid"
+    status = 500
+    exit_code = 7
 
 
 # -- the development harness -----------------------------------------------------------

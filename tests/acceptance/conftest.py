@@ -11,7 +11,7 @@ import hashlib
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,10 @@ CALM = {
     "rate_429": 0.0,
     "rate_422": 0.0,
     "rate_moderated": 0.0,
+    "rate_blackout": 0.0,
+    "rate_flagged": 0.0,
+    "rate_unchanged": 0.0,
+    "rate_wrong_size": 0.0,
     "webhook_duplicates": 0,
     "webhook_drop_rate": 0.0,
     "webhook_retry_delays": [0.2, 0.5, 1.0],
@@ -120,6 +124,7 @@ def start_stack(
     *,
     webhooks: bool,
     extra_env: dict[str, str] | None = None,
+    emulator_args: Sequence[str] = (),
 ) -> Iterator[Running]:
     """Start emulator, api, worker and scheduler; stop them afterwards."""
     ports = Ports.free()
@@ -140,7 +145,7 @@ def start_stack(
     )
     env.update(extra_env or {})
     with Processes(env, logs) as stack:
-        start_all(stack, ports)
+        start_all(stack, ports, emulator_args)
         headers = {"Authorization": f"Bearer {API_KEY}"}
         keys = {"fal": "Key test", "runware": "Bearer test", "runflow": "Bearer test"}
         emulators = {
@@ -160,7 +165,7 @@ def start_stack(
 @pytest.fixture(autouse=True)
 def _calm_emulator(request: pytest.FixtureRequest) -> None:
     """Every acceptance test starts with a well-behaved provider."""
-    for name in ("webhook_stack", "polling_stack", "cli_stack", "storm_stack"):
+    for name in ("webhook_stack", "polling_stack", "cli_stack", "storm_stack", "quality_stack"):
         if name in request.fixturenames:
             running: Running = request.getfixturevalue(name)
             for provider in PROVIDERS:

@@ -52,6 +52,11 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_figures(
     overhead = figures["overhead"]
     assert overhead["succeeded"] == overhead["jobs"] == quick.overhead_jobs
     assert set(overhead["cpu_ms_per_job"]) >= {"api", "worker", "scheduler", "postgres"}
+    gate = figures["quality_gate"]
+    for run_ in ("with_gate", "without_gate"):
+        assert gate[run_]["succeeded"] == gate[run_]["jobs"] == quick.gate_jobs
+    assert gate["throughput_with_over_without"] > 0 and gate["cpu_ms_per_1024px_output"] > 0
+    assert gate["false_positives"]["false_positives"] == []
     assert figures["ingest"]["queued"] == figures["ingest"]["rows"] == quick.ingest_rows
     assert figures["memory"]["jobs_in_flight"] >= quick.memory_jobs
     assert figures["memory"]["worker_rss_mb"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def _progress(stack: Running, at_least: int) -> bool:
 def test_kill_9_every_worker_three_times_mid_run(stack: Running, engine: Engine) -> None:
     jobs = submit_all(stack)
     for round_ in range(1, 4):
-        wait_until(lambda r=round_: _progress(stack, r * JOBS // 5), timeout=120, what="progress")
+        wait_until(
+            functools.partial(_progress, stack, round_ * JOBS // 5), timeout=120, what="progress"
+        )
         restart_workers(stack)
 
     states = assert_nothing_lost_or_paid_twice(stack, engine, jobs)

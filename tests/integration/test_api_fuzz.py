@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -35,7 +35,7 @@ import requests
 import schemathesis
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from schemathesis import Case, GenerationMode
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
@@ -52,6 +52,9 @@ from worker.api.app import create_app
 from worker.usecases.batches import BatchOptions
 from worker.values.storable import MAX_JSON_DEPTH
 from worker.wiring import Container
+
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 pytestmark = pytest.mark.integration
 
@@ -244,7 +247,7 @@ def _with_odd_text(draw: st.DrawFn, value: Any) -> Any:
 @st.composite
 def _cases(
     draw: st.DrawFn, label: str, schema: OpenApiSchema, seeds: Seeds, headers: dict[str, str]
-) -> Case:
+) -> OpenApiCase:
     """A generated case for ``label``, steered now and then towards inputs that reach the database.
 
     Left alone, a schema-valid body is almost never a valid job (the image URL rule is not in
@@ -284,18 +287,19 @@ def _cases(
     if label == "POST /v1/jobs":
         edit = case.body.get("input") if isinstance(case.body, dict) else None
         if isinstance(edit, dict) and draw(st.integers(0, 3)):
+            assert isinstance(case.body, dict)  # edit came out of it
             image_url = draw(st.sampled_from(IMAGE_URLS))
             case.body = {**case.body, "input": {**edit, "image_url": image_url}}
         if draw(st.booleans()):
             case.headers["Idempotency-Key"] = draw(st.sampled_from(IDEMPOTENCY_KEYS))
-    if case.query and draw(st.booleans()):
+    if bool(case.query) and draw(st.booleans()):
         case.query = _with_odd_text(draw, case.query)
     if isinstance(case.body, dict | list) and draw(st.booleans()):
         case.body = _with_odd_text(draw, case.body)
     return case
 
 
-def _described(case: Case, response: Response) -> str:
+def _described(case: OpenApiCase, response: Response) -> str:
     # Hypothesis prints a Case as nothing (schemathesis gives it an empty pretty-printer), so
     # a failure names the request it sent.
     return f"{response.status_code} {response.text[:500]}\n{case.as_curl_command()}"
@@ -316,7 +320,7 @@ def _assert_error_shape(response: Answer) -> None:
 
 
 def _assert_wrote_only_what_it_should(
-    container: Container, case: Case, response: Response, before: Rows, after: Rows
+    container: Container, case: OpenApiCase, response: Response, before: Rows, after: Rows
 ) -> None:
     status, label = response.status_code, case.operation.label
     if not 200 <= status < 300:
@@ -366,7 +370,7 @@ def test_fuzzed_requests_with_the_key_get_no_5xx_and_write_nothing_half(
 
     @FUZZ
     @given(case=_cases(label, api_schema, seeds, {"Authorization": AUTH["Authorization"]}))
-    def fuzz(case: Case) -> None:
+    def fuzz(case: OpenApiCase) -> None:
         if case.path_parameters.get("job_id") == FRESH_JOB:
             case.path_parameters = {"job_id": _fresh_job(container, label)}
         before = _rows(container)
@@ -407,7 +411,7 @@ def test_fuzzed_requests_without_the_key_are_refused(
     # Whatever Authorization header schemathesis draws (or none) is sent as drawn.
     @FUZZ_WITHOUT_KEY
     @given(case=_cases(label, api_schema, seeds, {}))
-    def fuzz(case: Case) -> None:
+    def fuzz(case: OpenApiCase) -> None:
         if case.path_parameters.get("job_id") == FRESH_JOB:
             case.path_parameters = {"job_id": _fresh_job(container, label)}
         before = _rows(container)
@@ -514,7 +518,7 @@ def test_fuzzed_webhooks_are_refused_and_move_no_job(
         response = client.post(
             f"/v1/webhooks/{quote(callback.provider, safe='')}",
             content=callback.body,
-            headers=callback.headers,
+            headers=callback.headers,  # type: ignore[arg-type]  # httpx takes str names with bytes values; its stubs want one kind
             params=callback.query,
         )
         # Nothing here is signed with a provider's secret: a known provider refuses it as

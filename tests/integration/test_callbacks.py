@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -29,7 +29,12 @@ from tests.waiting import wait_until
 from worker.api.app import create_app
 from worker.database import Database
 from worker.fetch import Fetcher
-from worker.values.callback_events import CallbackDetail, CallbackFilter, CallbackState
+from worker.values.callback_events import (
+    CallbackDetail,
+    CallbackFilter,
+    CallbackRecord,
+    CallbackState,
+)
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration
@@ -53,7 +58,8 @@ def client(container: Container) -> Iterator[httpx.Client]:
 
 def _only_callback(container: Container, job_id: uuid.UUID) -> CallbackDetail | None:
     callbacks = container.callbacks("test")
-    [callback] = callbacks.list(CallbackFilter(job_id=job_id)) or [None]
+    listed: Sequence[CallbackRecord | None] = callbacks.list(CallbackFilter(job_id=job_id))
+    [callback] = listed or [None]
     return None if callback is None else callbacks.get(callback.id)
 
 

@@ -23,7 +23,7 @@ def test_no_configured_keys_accept_nothing() -> None:
 def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDITQ_API_KEYS", "k1, k2,,")
     monkeypatch.setenv("EDITQ_PROVIDERS", "fal")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
     assert "k1" not in repr(settings)
 
@@ -31,7 +31,7 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_unknown_provider_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDITQ_PROVIDERS", "fal,replicate")
     with pytest.raises(ValidationError, match="unknown provider"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 def test_private_urls_are_allowed_only_in_development_or_when_asked(
@@ -39,9 +39,9 @@ def test_private_urls_are_allowed_only_in_development_or_when_asked(
 ) -> None:
     monkeypatch.delenv("EDITQ_ENV", raising=False)
     monkeypatch.delenv("EDITQ_ALLOW_PRIVATE_URLS", raising=False)
-    assert not Settings(_env_file=None).private_urls_allowed  # type: ignore[call-arg]
+    assert not Settings(_env_file=None).private_urls_allowed
     monkeypatch.setenv("EDITQ_ENV", "development")
-    assert Settings(_env_file=None).private_urls_allowed  # type: ignore[call-arg]
+    assert Settings(_env_file=None).private_urls_allowed
     monkeypatch.setenv("EDITQ_ENV", "production")
     monkeypatch.setenv("EDITQ_ALLOW_PRIVATE_URLS", "1")
-    assert Settings(_env_file=None).private_urls_allowed  # type: ignore[call-arg]
+    assert Settings(_env_file=None).private_urls_allowed

@@ -19,6 +19,9 @@ def create_app(container: Container) -> FastAPI:
         title="editq",
         summary="Asynchronous AI image edits: FLUX.1 Kontext jobs, PostgreSQL state, S3 outputs.",
         version="0.1.0",
+        # Operation ids are the route functions' names (create_job, list_batches, ...), so
+        # a client generated from the document reads well.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.container = container
     app.state.keys = KeyRing(k.get_secret_value() for k in container.settings.api_keys)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from worker.api.auth import KeyRing
 from worker.errors import Unauthorized
@@ -23,10 +24,21 @@ def jobs(request: Request) -> Jobs:
     return container(request).jobs("api")
 
 
-def require_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+#: The producer key scheme, declared so the OpenAPI document (and /docs) offers to send it.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="producerKey",
+    description="A producer key from EDITQ_API_KEYS, as `Authorization: Bearer <key>`.",
+)
+
+
+def require_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> None:
     """Reject the request unless it carries a producer key."""
     keys: KeyRing = request.app.state.keys
-    if not keys.accepts(authorization):
+    if credentials is None or not keys.accepts(f"Bearer {credentials.credentials}"):
         raise Unauthorized
 
 

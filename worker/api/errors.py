@@ -34,9 +34,25 @@ def validation_fields(errors: list[Any]) -> list[dict[str, str]]:
     ]
 
 
-async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
+def _json_position(body: bytes, position: int) -> str:
+    """``line L, column C`` of character ``position`` of a request body (both from 1)."""
+    before = body.decode("utf-8", errors="replace")[:position]
+    line = before.count("\n") + 1
+    column = position - (before.rfind("\n") + 1) + 1
+    return f"line {line}, column {column}"
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    fields = validation_fields(list(exc.errors()))
+    errors = list(exc.errors())
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+            # FastAPI puts the offset where field names go: say where in the body it is.
+            reason = (error.get("ctx") or {}).get("error", "JSON decode error")
+            where = _json_position(await request.body(), loc[1])
+            error.update(loc=("body",), msg=f"the body is not valid JSON at {where}: {reason}")
+    fields = validation_fields(errors)
     first = fields[0] if fields else {"field": "body", "message": "invalid"}
     message = f"{first['field']}: {first['message']}"
     if len(fields) > 1:

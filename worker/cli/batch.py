@@ -6,26 +6,35 @@ calls.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from worker.api.schemas.batches import BatchPage, batch_out
 from worker.cli.common import build_container, err, out
-from worker.cli.jobs import model_name
+from worker.cli.output import (
+    JsonOption,
+    OnFailureChoice,
+    Provider,
+    output_names,
+    print_json,
+    print_table,
+    whole,
+)
 from worker.storage.base import Storage
 from worker.usecases.batches import BatchOptions
 from worker.values.batch_file import Reject, format_of
 from worker.values.batch_status import BatchStatus
+from worker.values.canonical import ModelName
+from worker.values.quality_policy import OnFailure, QualityPolicy
 from worker.wiring import Container
 
 batch_app = typer.Typer(
@@ -50,9 +59,11 @@ def submit(
             readable=True,
         ),
     ],
-    model: Annotated[str, typer.Option(help="Default model of the rows.")] = "flux-kontext-pro",
+    model: Annotated[ModelName, typer.Option(help="Default model of the rows.")] = (
+        "flux-kontext-pro"
+    ),
     provider: Annotated[
-        list[str] | None, typer.Option(help="Provider order; repeat for several.")
+        list[Provider] | None, typer.Option(help="Provider order; repeat for several.")
     ] = None,
     priority: Annotated[int, typer.Option(min=-100, max=100, help="Default row priority.")] = 0,
     budget: Annotated[
@@ -64,6 +75,10 @@ def submit(
     strict: Annotated[bool, typer.Option("--strict", help="Refuse the file if a row is bad.")] = (
         False
     ),
+    on_failure: Annotated[
+        OnFailureChoice | None,
+        typer.Option(help="What a failed quality check does; unset: EDITQ_QUALITY_ON_FAILURE."),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Submitting the same file with it again is a no-op.")
     ] = None,
@@ -73,11 +88,12 @@ def submit(
     """Submit a catalog file: a job per good row; bad rows are listed by line, field and rule."""
     container = build_container()
     options = BatchOptions(
-        model=model_name(model),
-        providers=tuple(dict.fromkeys(provider or ())),
+        model=model,
+        providers=tuple(dict.fromkeys(p.value for p in provider or ())),
         priority=priority,
         callback_url=callback_url,
         budget_usd=None if budget is None else Decimal(str(budget)),
+        quality=None if on_failure is None else QualityPolicy(cast(OnFailure, on_failure.value)),
         strict=strict,
     )
     batches = container.batches("cli")
@@ -93,16 +109,16 @@ def submit(
     if wait:
         final = _follow(container, batch.id, timeout)
         _print_status(final)
-        raise typer.Exit(0 if final.failed == 0 else 1)
+        raise typer.Exit(0 if final.failed + final.canceled == 0 else 1)
 
 
 def _print_rejects(rejects: list[Reject], total: int) -> None:
     if not rejects:
         return
-    table = Table("line", "external id", "field", "rule", "message", title="rejected rows")
+    table = Table("line", whole("external id"), "field", "rule", "message", title="rejected rows")
     for r in rejects:
         table.add_row(str(r.line), r.external_id or "", r.field, r.rule, r.message)
-    err.print(table)
+    print_table(table, err)
     if total > len(rejects):
         err.print(f"... and {total - len(rejects)} more; all are in the batch's errors.jsonl")
 
@@ -116,6 +132,7 @@ def _follow(container: Container, batch_id: uuid.UUID, timeout: float) -> BatchS
         MofNCompleteColumn(),
         TextColumn(
             "[green]{task.fields[done]} done[/green] [red]{task.fields[failed]} failed[/red] "
+            "[yellow]{task.fields[canceled]} canceled[/yellow] "
             "[cyan]{task.fields[flying]} in flight[/cyan] {task.fields[rate]}/s "
             "ETA {task.fields[eta]} ${task.fields[cost]}"
         ),
@@ -125,7 +142,7 @@ def _follow(container: Container, batch_id: uuid.UUID, timeout: float) -> BatchS
         status = batches.status(batch_id)
         bar = progress.add_task("batch", total=status.batch.rows_accepted, **_fields(status))
         while True:
-            finished = status.done + status.failed
+            finished = status.ended
             progress.update(bar, completed=finished, **_fields(status))
             if status.finished:
                 return status
@@ -142,6 +159,7 @@ def _fields(status: BatchStatus) -> dict[str, Any]:
         "state": status.batch.state.value,
         "done": status.done,
         "failed": status.failed,
+        "canceled": status.canceled,
         "flying": status.in_flight,
         "rate": f"{status.rate:.1f}",
         "eta": "-" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta)),
@@ -150,14 +168,21 @@ def _fields(status: BatchStatus) -> dict[str, Any]:
 
 
 @batch_app.command("status")
-def status(batch_id: Annotated[uuid.UUID, typer.Argument(help="The batch's id.")]) -> None:
+def status(
+    batch_id: Annotated[uuid.UUID, typer.Argument(help="The batch's id.")],
+    as_json: JsonOption = False,
+) -> None:
     """A batch's counts by state, cost, rate, ETA and budget."""
-    _print_status(build_container().batches("cli").status(batch_id))
+    _print_status(build_container().batches("cli").status(batch_id), as_json)
 
 
-def _print_status(status: BatchStatus) -> None:
+def _print_status(status: BatchStatus, as_json: bool = False) -> None:
+    if as_json:
+        print_json(batch_out(status))
+        return
     batch = status.batch
-    table = Table("", "", title=f"batch {batch.id}", show_header=False)
+    table = Table("", whole(""), show_header=False)
+    table.add_row("batch", str(batch.id))
     table.add_row("state", batch.state.value)
     table.add_row("rows", f"{batch.rows_accepted} accepted, {batch.rows_rejected} rejected")
     for state, count in sorted(status.progress.counts.items()):
@@ -169,14 +194,22 @@ def _print_status(status: BatchStatus) -> None:
     if batch.budget_usd is not None:
         stopped = " (dispatch stopped: budget reached)" if batch.budget_exhausted_at else ""
         table.add_row("budget", f"${batch.budget_usd:.2f}{stopped}")
-    out.print(table)
+    print_table(table)
 
 
 @batch_app.command("list")
-def list_batches(limit: Annotated[int, typer.Option(min=1, max=200)] = 20) -> None:
+def list_batches(
+    limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
     """The newest batches."""
-    table = Table("id", "state", "accepted", "rejected", "created")
-    for b in build_container().batches("cli").recent(limit):
+    batches = build_container().batches("cli")
+    recent = batches.recent(limit)
+    if as_json:
+        print_json(BatchPage(batches=[batch_out(batches.status(b.id)) for b in recent]))
+        return
+    table = Table(whole("id"), "state", "accepted", "rejected", whole("created"))
+    for b in recent:
         table.add_row(
             str(b.id),
             b.state.value,
@@ -184,16 +217,17 @@ def list_batches(limit: Annotated[int, typer.Option(min=1, max=200)] = 20) -> No
             str(b.rows_rejected),
             b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    out.print(table)
+    print_table(table)
 
 
 @batch_app.command("cancel")
 def cancel(
     batch_id: Annotated[uuid.UUID, typer.Argument(help="A running batch.")],
     reason: Annotated[str | None, typer.Option(help="Why; kept in each job's history.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel every unfinished job of a batch; its result files are still written."""
-    _print_status(build_container().batches("cli").cancel(batch_id, reason))
+    _print_status(build_container().batches("cli").cancel(batch_id, reason), as_json)
 
 
 @batch_app.command("results")
@@ -227,24 +261,3 @@ def results(
 
 def _download(storage: Storage, path: Path, key: str) -> None:
     path.write_bytes(storage.get(key))
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def output_names(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """File names (from the external id) and storage keys of one results.jsonl line.
-
-    An external id that is not a safe file name has its other characters replaced and a
-    short hash of it appended, so that two ids never share a file.
-    """
-    external_id = str(result.get("external_id") or result["job_id"])
-    stem = _UNSAFE.sub("_", external_id).lstrip(".") or "_"
-    if stem != external_id:
-        stem += "-" + hashlib.sha256(external_id.encode()).hexdigest()[:8]
-    outputs = result.get("outputs") or []
-    names = []
-    for i, o in enumerate(outputs):
-        suffix = Path(o["key"]).suffix
-        names.append((f"{stem}{suffix}" if len(outputs) == 1 else f"{stem}-{i}{suffix}", o["key"]))
-    return names

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
+from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
+from worker.api.schemas.jobs import CallbackOut, callback_out
 from worker.cli.common import build_container, err, out
+from worker.cli.output import JsonOption, line, print_json, print_table, whole
 from worker.usecases.callbacks import Callbacks
 from worker.values.callback_events import (
+    CallbackDetail,
     CallbackFilter,
     CallbackRecord,
     CallbackState,
@@ -43,6 +48,52 @@ def _when(at: datetime | None) -> str:
     return "" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _to(url: str) -> str:
+    # The URL's query may hold the producer's own token: show where it goes, not the whole.
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class CallbackListed(CallbackOut):
+    """A callback as the API shows it in a job, with what it is about and where it goes."""
+
+    job_id: str | None
+    batch_id: str | None
+    #: The callback URL without its query, which may hold the producer's token.
+    to: str
+
+
+class TryOut(BaseModel):
+    """One try to deliver a callback."""
+
+    at: datetime
+    status: int | None
+    duration_ms: int
+    error: str | None
+
+
+class CallbackShown(CallbackListed):
+    """One callback with the body it sends and every try to deliver it."""
+
+    payload: dict[str, Any]
+    tries: list[TryOut]
+
+
+def _listed(c: CallbackRecord) -> CallbackListed:
+    return CallbackListed(
+        **callback_out(c).model_dump(),
+        job_id=str(c.job_id) if c.job_id else None,
+        batch_id=str(c.batch_id) if c.batch_id else None,
+        to=_to(c.url),
+    )
+
+
+def _shown(detail: CallbackDetail) -> CallbackShown:
+    c = detail.callback
+    tries = [TryOut.model_validate(t, from_attributes=True) for t in detail.tries]
+    return CallbackShown(**_listed(c).model_dump(), payload=c.payload, tries=tries)
+
+
 @callbacks_app.command("list")
 def list_callbacks(
     job: Annotated[uuid.UUID | None, typer.Option(help="Only this job's callbacks.")] = None,
@@ -50,12 +101,19 @@ def list_callbacks(
     state: Annotated[
         list[CallbackState] | None, typer.Option(help="Only in this state (repeatable).")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 20,
+    as_json: JsonOption = False,
 ) -> None:
-    """Recent callbacks as a table, newest first."""
+    """Recent callbacks, newest first."""
     where = CallbackFilter(job_id=job, batch_id=batch, states=tuple(state or ()))
-    table = Table("id", "event", "host", "state", "attempts", "last status", "created")
-    for c in _callbacks().list(where, limit):
+    found = _callbacks().list(where, limit)
+    if as_json:
+        print_json({"callbacks": [_listed(c) for c in found]})
+        return
+    table = Table(
+        whole("id"), "event", whole("host"), "state", "attempts", "last status", whole("created")
+    )
+    for c in found:
         table.add_row(
             str(c.id),
             c.event,
@@ -65,24 +123,28 @@ def list_callbacks(
             "" if c.last_status is None else str(c.last_status),
             _when(c.created_at),
         )
-    out.print(table)
+    print_table(table)
 
 
 @callbacks_app.command("show")
-def show(callback_id: Annotated[uuid.UUID, typer.Argument(help="The callback's id.")]) -> None:
+def show(
+    callback_id: Annotated[uuid.UUID, typer.Argument(help="The callback's id.")],
+    as_json: JsonOption = False,
+) -> None:
     """One callback: where it goes, what it says, and every try to deliver it."""
     detail = _callbacks().get(callback_id)
+    if as_json:
+        print_json(_shown(detail))
+        return
     c: CallbackRecord = detail.callback
-    out.print(f"[bold]{c.id}[/bold] {c.event} {_state(c.state)}  webhook-id {c.webhook_id}")
-    # The URL's query may hold the producer's own token: show where it goes, not the whole.
-    parts = urlsplit(c.url)
-    out.print(f"to: {parts.scheme}://{parts.netloc}{parts.path}")
-    out.print(f"about: {'job ' + str(c.job_id) if c.job_id else 'batch ' + str(c.batch_id)}")
-    out.print(f"created {_when(c.created_at)}; tries this round {c.attempts}")
+    line(f"[bold]{c.id}[/bold] {c.event} {_state(c.state)}  webhook-id {c.webhook_id}")
+    line(f"to: {escape(_to(c.url))}")
+    line(f"about: {'job ' + str(c.job_id) if c.job_id else 'batch ' + str(c.batch_id)}")
+    line(f"created {_when(c.created_at)}; tries this round {c.attempts}")
     if c.state is CallbackState.PENDING:
-        out.print(f"next try at {_when(c.next_attempt_at)}")
+        line(f"next try at {_when(c.next_attempt_at)}")
     if c.delivered_at:
-        out.print(f"delivered at {_when(c.delivered_at)}")
+        line(f"delivered at {_when(c.delivered_at)}")
     out.print_json(data=c.payload)
     tries = Table("at", "status", "ms", "error", title="tries")
     for t in detail.tries:
@@ -92,7 +154,7 @@ def show(callback_id: Annotated[uuid.UUID, typer.Argument(help="The callback's i
             str(t.duration_ms),
             t.error or "",
         )
-    out.print(tries)
+    print_table(tries)
 
 
 @callbacks_app.command("redeliver")
@@ -105,6 +167,7 @@ def redeliver(
     state: Annotated[
         list[CallbackState] | None, typer.Option(help="Only in this state (repeatable).")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Send callbacks again, with a fresh budget of tries and the same webhook-id."""
     where = CallbackFilter(
@@ -117,7 +180,10 @@ def redeliver(
         )
         raise typer.Exit(2)
     count = _callbacks().redeliver(where)
-    out.print(f"redelivering {count} callback(s); the scheduler sends them at its next tick")
+    if as_json:
+        print_json({"redelivering": count})
+    else:
+        out.print(f"redelivering {count} callback(s); the scheduler sends them at its next tick")
 
 
 @callbacks_app.command("new-secret")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
-from worker.config import load_settings
+from worker.config import Settings, load_settings
+from worker.errors import EditqError, ServiceUnreachable, SettingsInvalid
 from worker.wiring import Container, build
 
 out = Console()
@@ -33,3 +36,64 @@ def setup_logging(level: str = "INFO") -> None:
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     guard(logging.getLogger())
+
+
+#: What to do when the embedded services are what editq should use.
+FIX = 'start the embedded services and point editq at them: eval "$(editq services env)"'
+
+
+def as_user_error(exc: Exception) -> EditqError | None:
+    """The one-line error a user should see for ``exc``, when it is about their setup.
+
+    A service that does not answer (PostgreSQL, the broker, S3) becomes
+    :class:`ServiceUnreachable` naming it, where it was looked for, and the fix; a setting
+    pydantic refuses becomes :class:`SettingsInvalid` naming the variable. Anything else is
+    a bug and keeps its traceback (None).
+    """
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        problems = "; ".join(
+            f"EDITQ_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        return SettingsInvalid(f"invalid setting {problems}")
+    service = _unreachable_service(exc)
+    if service is None:
+        return None
+    name, setting = service
+    where = _configured(setting)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+    return ServiceUnreachable(
+        f"cannot reach {name} at {where} ({reason}); {FIX}, or set {setting}",
+        service=name,
+    )
+
+
+def _unreachable_service(exc: Exception) -> tuple[str, str] | None:
+    import kombu.exceptions
+    import redis.exceptions
+    import sqlalchemy.exc
+    from botocore.exceptions import BotoCoreError
+
+    from worker.storage.base import StorageError
+
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return "PostgreSQL", "EDITQ_DATABASE_URL"
+    if isinstance(exc, kombu.exceptions.OperationalError | redis.exceptions.ConnectionError):
+        return "the broker (Valkey/Redis)", "EDITQ_BROKER_URL"
+    if isinstance(exc, StorageError | BotoCoreError):
+        return "S3", "EDITQ_S3_ENDPOINT_URL"
+    return None
+
+
+def _configured(setting: str) -> str:
+    """Where ``setting`` points (host and port only: a URL may carry a password)."""
+    try:
+        settings = load_settings()
+    except ValidationError:
+        return "the configured address"
+    value = {
+        "EDITQ_DATABASE_URL": settings.database_url,
+        "EDITQ_BROKER_URL": settings.broker_url,
+        "EDITQ_S3_ENDPOINT_URL": settings.s3_endpoint_url or "AWS S3",
+    }[setting]
+    parts = urlsplit(value)
+    return f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else value

@@ -6,9 +6,8 @@ ops need no API key and no running API.
 
 from __future__ import annotations
 
+import dataclasses
 import mimetypes
-import sys
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -16,17 +15,32 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.markup import escape
 
-from models.state import TERMINAL_STATES, JobState
-from worker.cli.common import build_container, err, out
-from worker.usecases.jobs import JobRequest, RetryReport
-from worker.values.canonical import EditInput, ModelName
-from worker.values.records import JobDetail, JobFilter, JobRecord
+from models.state import JobState
+from worker.api.schemas.jobs import JobCreate, job_out
+from worker.cli.common import build_container, err
+from worker.cli.output import (
+    DEFAULT_OUTPUT_FORMAT,
+    JsonOption,
+    OnFailureChoice,
+    OutputFormat,
+    Provider,
+    follow,
+    job_document,
+    output_names,
+    print_job,
+    print_jobs,
+    print_json,
+    print_moved,
+    print_retry_report,
+)
+from worker.errors import IdempotencyConflict, InvalidTransition
+from worker.values.canonical import AspectRatio, ModelName
+from worker.values.records import JobFilter
 from worker.wiring import Container
 
-jobs_app = typer.Typer(help="List, inspect, retry and cancel jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List, inspect, download, retry and cancel jobs.", no_args_is_help=True)
 
 #: How long an uploaded source image stays readable by providers.
 SOURCE_URL_SECONDS = 24 * 3600
@@ -38,7 +52,7 @@ _UPLOAD_PENDING = "https://upload.pending/"
 def _bad_input(exc: ValidationError) -> typer.Exit:
     for e in exc.errors():
         field = ".".join(str(p) for p in e["loc"]) or "input"
-        err.print(f"[red]invalid {field}[/red]: {e['msg']} ({e['type']})")
+        err.print(f"[red]invalid {field}[/red]: {e['msg']} ({e['type']})", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -62,78 +76,111 @@ def _source_url(container: Container, source: str) -> str:
 def submit(
     source: Annotated[str, typer.Argument(help="Source image: a local file (uploaded) or a URL.")],
     prompt: Annotated[str, typer.Argument(help="The edit instruction.")],
-    model: Annotated[
-        str, typer.Option(help="flux-kontext-pro or flux-kontext-max.")
-    ] = "flux-kontext-pro",
+    model: Annotated[ModelName, typer.Option(help="The FLUX.1 Kontext model.")] = (
+        "flux-kontext-pro"
+    ),
     aspect_ratio: Annotated[
-        str | None, typer.Option(help="e.g. 1:1, 16:9; default follows the input.")
+        AspectRatio | None, typer.Option(help="Shape of the outputs; default follows the input.")
     ] = None,
     num_images: Annotated[int, typer.Option(help="Outputs, 1 to 4.")] = 1,
-    seed: Annotated[int | None, typer.Option()] = None,
-    output_format: Annotated[str, typer.Option(help="jpeg or png.")] = "jpeg",
+    guidance_scale: Annotated[float | None, typer.Option(help="Prompt adherence, 1 to 20.")] = None,
+    seed: Annotated[int | None, typer.Option(help="0 to 4294967295; repeats an edit.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option(help="Image format of the outputs.")
+    ] = DEFAULT_OUTPUT_FORMAT,
+    safety_tolerance: Annotated[
+        int | None, typer.Option(help="1 (strictest) to 6 (most permissive).")
+    ] = None,
+    enhance_prompt: Annotated[
+        bool | None,
+        typer.Option(
+            "--enhance-prompt/--no-enhance-prompt",
+            help="Whether the provider may rewrite the prompt first; unset: its default.",
+        ),
+    ] = None,
     provider: Annotated[
-        list[str] | None, typer.Option(help="Provider order; repeat for several.")
+        list[Provider] | None, typer.Option(help="Provider order; repeat for several.")
     ] = None,
     priority: Annotated[int, typer.Option(help="-100 to 100; higher runs first.")] = 0,
     external_id: Annotated[str | None, typer.Option(help="Your own id for this job.")] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(help="Receives this job's events, signed (needs EDITQ_CALLBACK_SECRET)."),
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="Kept with the job, sent in its callbacks; repeat."),
+    ] = None,
+    on_failure: Annotated[
+        OnFailureChoice | None,
+        typer.Option(help="What a failed quality check does; unset: EDITQ_QUALITY_ON_FAILURE."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="The same key and request again give back the first job, not a new one."),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the job finishes.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600,
 ) -> None:
     """Submit one edit job; prints its id (and, with --wait, its outcome)."""
-    container = build_container()
     try:
-        edit = EditInput.model_validate(
+        body = JobCreate.model_validate(
             {
-                "prompt": prompt,
-                "image_url": source if _is_url(source) else _UPLOAD_PENDING,
-                "aspect_ratio": aspect_ratio,
-                "num_images": num_images,
-                "seed": seed,
-                "output_format": output_format,
+                "model": model,
+                "input": {
+                    "prompt": prompt,
+                    "image_url": source if _is_url(source) else _UPLOAD_PENDING,
+                    "aspect_ratio": aspect_ratio,
+                    "num_images": num_images,
+                    "guidance_scale": guidance_scale,
+                    "seed": seed,
+                    "output_format": output_format.value,
+                    "safety_tolerance": safety_tolerance,
+                    "enhance_prompt": enhance_prompt,
+                },
+                "providers": [p.value for p in provider] if provider else None,
+                "external_id": external_id,
+                "callback_url": callback_url,
+                "priority": priority,
+                "metadata": _pairs(metadata or []),
+                "quality": {"on_failure": on_failure.value} if on_failure else None,
             }
-        )
-        request = JobRequest(
-            model=model_name(model),
-            input=edit.model_copy(update={"image_url": _source_url(container, source)}),
-            providers=tuple(provider or ()),
-            external_id=external_id,
-            priority=priority,
         )
     except ValidationError as exc:
         raise _bad_input(exc) from exc
-    job, _ = container.jobs("cli").create(request)
+    container = build_container()
+    request = dataclasses.replace(
+        body.to_request(),
+        input=body.input.model_copy(update={"image_url": _source_url(container, source)}),
+    )
+    try:
+        job, _ = container.jobs("cli").create(request, idempotency_key)
+    except IdempotencyConflict as exc:
+        if _is_url(source):
+            raise
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used before with another request; a local file is "
+            "uploaded anew by every submit, so to replay one pass the first job's "
+            "input.image_url as the source, or use a new key",
+            key=idempotency_key,
+        ) from exc
     typer.echo(str(job.id))
     if wait:
-        detail = _wait(container, job.id, timeout)
-        _show(container, detail)
+        detail = follow(container, job.id, timeout)
+        print_job(container, detail)
         raise typer.Exit(0 if detail.job.state is JobState.SUCCEEDED else 1)
 
 
-def model_name(name: str) -> ModelName:
-    """``name`` as a canonical model, or exit 2 naming the choices."""
-    if name not in ("flux-kontext-pro", "flux-kontext-max"):
-        err.print(
-            f"[red]invalid model[/red]: {name!r}; choose flux-kontext-pro or flux-kontext-max"
-        )
-        raise typer.Exit(2)
-    return name  # type: ignore[return-value]  # narrowed by the check above
-
-
-def _wait(container: Container, job_id: uuid.UUID, timeout: float) -> JobDetail:
-    jobs = container.jobs("cli")
-    deadline = time.monotonic() + timeout
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("queued", total=None)
-        while True:
-            detail = jobs.get(job_id)
-            progress.update(task, description=f"{detail.job.state} (attempt {detail.job.attempt})")
-            if detail.job.state in TERMINAL_STATES:
-                return detail
-            if time.monotonic() > deadline:
-                err.print(f"[yellow]still {detail.job.state} after {timeout:.0f} s[/yellow]")
-                raise typer.Exit(1)
-            time.sleep(0.5)
+def _pairs(items: list[str]) -> dict[str, str]:
+    """``--metadata`` items as a dict, or exit 2 naming the option and the bad item."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            err.print(f"[red]invalid --metadata[/red]: {escape(repr(item))} is not KEY=VALUE")
+            raise typer.Exit(2)
+        pairs[key] = value
+    return pairs
 
 
 @jobs_app.command("list")
@@ -142,34 +189,62 @@ def list_jobs(
         list[JobState] | None, typer.Option(help="Only jobs in this state (repeatable).")
     ] = None,
     batch: Annotated[uuid.UUID | None, typer.Option(help="Only jobs of this batch.")] = None,
-    provider: Annotated[str | None, typer.Option()] = None,
-    error_code: Annotated[str | None, typer.Option()] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    provider: Annotated[Provider | None, typer.Option(help="Only jobs last on this one.")] = None,
+    error_code: Annotated[str | None, typer.Option(help="Only jobs that failed so.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 20,
+    as_json: JsonOption = False,
 ) -> None:
-    """Recent jobs as a table, newest first."""
+    """Recent jobs, newest first."""
     where = JobFilter(
-        states=tuple(state or ()), batch_id=batch, provider=provider, error_code=error_code
+        states=tuple(state or ()),
+        batch_id=batch,
+        provider=provider.value if provider else None,
+        error_code=error_code,
     )
     page, _ = build_container().jobs("cli").list(where, limit)
-    table = Table("id", "state", "provider", "attempt", "error", "cost", "created")
-    for job in page:
-        table.add_row(
-            str(job.id),
-            _state(job.state),
-            job.provider or "",
-            str(job.attempt),
-            job.error_code or "",
-            f"${job.cost_usd:.2f}",
-            job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )
-    out.print(table)
+    if as_json:
+        print_json({"jobs": [job_out(j) for j in page]})
+    else:
+        print_jobs(page)
 
 
 @jobs_app.command("show")
-def show(job_id: Annotated[uuid.UUID, typer.Argument(help="The job's id.")]) -> None:
-    """One job: its request, attempts, outputs and history."""
+def show(
+    job_id: Annotated[uuid.UUID, typer.Argument(help="The job's id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One job: its request, attempts, outputs (with presigned URLs) and history."""
     container = build_container()
-    _show(container, container.jobs("cli").get(job_id))
+    detail = container.jobs("cli").get(job_id)
+    if as_json:
+        print_json(job_document(container, detail))
+    else:
+        print_job(container, detail)
+
+
+@jobs_app.command("download")
+def download(
+    job_id: Annotated[uuid.UUID, typer.Argument(help="A succeeded job.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Directory to write into (made if missing).")
+    ] = Path(),
+) -> None:
+    """Download a job's outputs, named by external id (else job id) like batch results."""
+    container = build_container()
+    detail = container.jobs("cli").get(job_id)
+    job = detail.job
+    if not detail.outputs:
+        raise InvalidTransition(
+            f"job {job.id} is {job.state}; only a succeeded job has outputs to download",
+            state=job.state.value,
+        )
+    keys = [{"key": o.key} for o in detail.outputs]
+    output.mkdir(parents=True, exist_ok=True)
+    for name, key in output_names(
+        {"job_id": str(job.id), "external_id": job.external_id, "outputs": keys}
+    ):
+        (output / name).write_bytes(container.storage.get(key))
+        typer.echo(str(output / name))
 
 
 @jobs_app.command("retry")
@@ -179,22 +254,28 @@ def retry(
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Why; kept in each job's history.")] = None,
     state: Annotated[
-        list[str] | None, typer.Option(help="failed or canceled (repeatable; default both).")
+        list[str] | None,
+        typer.Option(
+            help="failed or canceled (repeatable); default failed only: canceled jobs were "
+            "stopped on purpose and come back only when named."
+        ),
     ] = None,
     batch: Annotated[uuid.UUID | None, typer.Option(help="Only jobs of this batch.")] = None,
-    provider: Annotated[str | None, typer.Option(help="Only jobs last on this provider.")] = None,
+    provider: Annotated[
+        Provider | None, typer.Option(help="Only jobs last on this provider.")
+    ] = None,
     error_code: Annotated[str | None, typer.Option(help="Only jobs that failed so.")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only jobs created at or after.")] = None,
     until: Annotated[datetime | None, typer.Option(help="Only jobs created before.")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count and show; change nothing.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Send one failed or canceled job round again, or every job matching the filters."""
     jobs = build_container().jobs("cli")
     if job_id is not None:
-        job = jobs.retry(job_id, reason)
-        out.print(f"{job.id} {_state(job.state)}")
+        print_moved(jobs.retry(job_id, reason), as_json)
         return
     if not any((state, batch, provider, error_code, since, until)):
         err.print(
@@ -212,80 +293,20 @@ def retry(
     where = JobFilter(
         states=tuple(JobState(s) for s in state or ()),
         batch_id=batch,
-        provider=provider,
+        provider=provider.value if provider else None,
         error_code=error_code,
         since=since,
         until=until,
     )
     report = jobs.retry_matching(where, reason or "", dry_run=dry_run)
-    _retry_report(report)
-
-
-def _retry_report(report: RetryReport) -> None:
-    verb = "would retry" if report.dry_run else "retried"
-    count = report.matched if report.dry_run else report.retried
-    out.print(f"{verb} {count} job(s)")
-    table = Table("id", "state", "provider", "error", "external id", title="sample")
-    for job in report.sample:
-        table.add_row(
-            str(job.id), _state(job.state), job.provider or "", job.error_code or "",
-            job.external_id or "",
-        )  # fmt: skip
-    out.print(table)
+    print_retry_report(report, as_json)
 
 
 @jobs_app.command("cancel")
 def cancel(
     job_id: Annotated[uuid.UUID, typer.Argument(help="A job that has not finished.")],
     reason: Annotated[str | None, typer.Option(help="Why; kept in the job's history.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel a job; the provider is asked to stop, best effort."""
-    job = build_container().jobs("cli").cancel(job_id, reason)
-    out.print(f"{job.id} {_state(job.state)}")
-
-
-_COLOURS = {"succeeded": "green", "failed": "red", "canceled": "yellow"}
-
-
-def _state(state: JobState) -> str:
-    colour = _COLOURS.get(state.value, "cyan")
-    return f"[{colour}]{state.value}[/{colour}]"
-
-
-def _show(container: Container, detail: JobDetail) -> None:
-    job: JobRecord = detail.job
-    out.print(f"[bold]{job.id}[/bold] {_state(job.state)}  {job.model}  cost ${job.cost_usd:.2f}")
-    out.print(f"prompt: {job.input.get('prompt')}")
-    if job.error_code:
-        out.print(f"error: [red]{job.error_code}[/red] {job.error_message or ''}")
-    attempts = Table("attempt", "provider", "outcome", "request id", "error", title="attempts")
-    for a in detail.attempts:
-        attempts.add_row(
-            str(a.number), a.provider, a.outcome, a.request_id or "", a.error_code or ""
-        )
-    out.print(attempts)
-    if detail.outputs:
-        outputs = Table("key", "type", "size", "bytes", "sha256", "url", title="outputs")
-        seconds = container.settings.presign_get_seconds
-        for o in detail.outputs:
-            outputs.add_row(
-                o.key,
-                o.content_type,
-                f"{o.width}x{o.height}",
-                str(o.bytes),
-                o.sha256[:16],
-                container.storage.presign_get(o.key, seconds),
-            )
-        out.print(outputs)
-    events = Table("at", "transition", "state", "attempt", "actor", "reason", title="history")
-    for e in detail.events:
-        events.add_row(
-            e.at.strftime("%H:%M:%S.%f")[:-3],
-            e.transition,
-            e.state.value,
-            str(e.attempt),
-            e.actor or "",
-            e.reason or "",
-        )
-    out.print(events)
-    sys.stdout.flush()
+    print_moved(build_container().jobs("cli").cancel(job_id, reason), as_json)

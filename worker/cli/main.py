@@ -7,11 +7,13 @@ an error into one line and an exit code.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
+from rich.markup import escape
 
-from worker.cli import batch, callbacks, jobs, processes, services
-from worker.cli.common import err
+from worker.cli import batch, callbacks, health, jobs, processes, services
+from worker.cli.common import as_user_error, err
 from worker.errors import EditqError
 
 app = typer.Typer(
@@ -24,6 +26,7 @@ app.add_typer(services.db_app, name="db")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(batch.batch_app, name="batch")
 app.add_typer(callbacks.callbacks_app, name="callbacks")
+app.add_typer(health.health_app, name="healthcheck")
 app.command("submit")(jobs.submit)
 app.registered_commands += processes.app.registered_commands
 
@@ -33,5 +36,27 @@ def main() -> None:
     try:
         app()
     except EditqError as exc:
-        err.print(f"[red]error[/red] {exc.code}: {exc.message}")
-        sys.exit(exc.exit_code)
+        fail(exc)
+    except Exception as exc:
+        mapped = as_user_error(exc)
+        if mapped is None:
+            raise
+        fail(mapped)
+
+
+def fail(exc: EditqError) -> NoReturn:
+    """Print ``exc`` as one line (and the rows a refused batch file broke) and exit."""
+    err.print(
+        f"[red]error[/red] {exc.code}: {escape(exc.message)}", highlight=False, soft_wrap=True
+    )
+    rows = exc.details.get("rows")
+    if isinstance(rows, list) and len(rows) > 1:
+        for row in rows:
+            err.print(
+                f"  line {row['line']}: {row['field']}: {row['message']} ({row['rule']})",
+                markup=False,
+                highlight=False,
+            )
+        if exc.details.get("rejected", 0) > len(rows):
+            err.print(f"  ... and {exc.details['rejected'] - len(rows)} more", markup=False)
+    sys.exit(exc.exit_code)

@@ -80,7 +80,12 @@ def worker(
 
 
 @app.command()
-def scheduler() -> None:
+def scheduler(
+    heartbeat_file: Annotated[
+        Path | None,
+        typer.Option(help="Touch this file after every tick, for `editq healthcheck scheduler`."),
+    ] = None,
+) -> None:
     """Run the periodic tick: dispatch, poll due jobs, repair expired leases, finish batches."""
     from worker.pipeline import scheduler as loop
 
@@ -96,6 +101,7 @@ def scheduler() -> None:
         container.settings.tick_seconds,
         stop,
         wakeups,
+        on_tick=heartbeat_file.touch if heartbeat_file else None,
     )
     wakeups.close()
     container.close()
@@ -115,8 +121,23 @@ def emulate(
     rate_429: Annotated[float, typer.Option(help="Share of submits answered 429.")] = 0.0,
     rate_422: Annotated[float, typer.Option(help="Share of submits answered 422.")] = 0.0,
     rate_moderated: Annotated[float, typer.Option(help="Share of results moderated.")] = 0.0,
+    rate_blackout: Annotated[
+        float, typer.Option(help="Share of results black and flagged unsafe.")
+    ] = 0.0,
+    rate_flagged: Annotated[float, typer.Option(help="Share of results flagged unsafe.")] = 0.0,
+    rate_unchanged: Annotated[
+        float, typer.Option(help="Share of results that hand the source back.")
+    ] = 0.0,
+    rate_wrong_size: Annotated[float, typer.Option(help="Share of results made square.")] = 0.0,
     result_ttl: Annotated[float, typer.Option(help="Seconds output URLs stay valid.")] = 3600.0,
     seed: Annotated[int | None, typer.Option(help="Seed for the fault and latency draws.")] = None,
+    rewrite_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="FROM=TO (host:port each): connect to TO for URLs naming FROM, keeping the "
+            "Host header (an emulator in a container, handed URLs made for the host)."
+        ),
+    ] = None,
     callback_secret: Annotated[
         str | None,
         typer.Option(
@@ -140,8 +161,13 @@ def emulate(
         "rate_429": rate_429,
         "rate_422": rate_422,
         "rate_moderated": rate_moderated,
+        "rate_blackout": rate_blackout,
+        "rate_flagged": rate_flagged,
+        "rate_unchanged": rate_unchanged,
+        "rate_wrong_size": rate_wrong_size,
         "result_ttl": result_ttl,
         "seed": seed,
+        "rewrite_hosts": host_pairs(rewrite_host or []),
     }
     if provider == "runflow" and callback_secret:
         options["callback_secret"] = callback_secret
@@ -149,13 +175,22 @@ def emulate(
 
 
 @app.command()
-def providers() -> None:
+def providers(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (as GET /v1/providers).")
+    ] = False,
+) -> None:
     """Each provider's circuit breaker, jobs in flight, capacity and submit rate."""
     from rich.table import Table
 
-    container = build_container()
+    from worker.cli.output import print_json, print_table
+
+    statuses = build_container().provider_status("cli")
+    if as_json:
+        print_json(statuses)
+        return
     table = Table("provider", "breaker", "failures", "in flight", "capacity", "submits/s")
-    for s in container.provider_status("cli"):
+    for s in statuses:
         colour = "green" if s.breaker == "closed" else "red"
         table.add_row(
             s.name,
@@ -165,7 +200,7 @@ def providers() -> None:
             str(s.capacity),
             "unlimited" if s.submit_rate is None else f"{s.submit_rate:g}",
         )
-    Console().print(table)
+    print_table(table)
 
 
 @app.command()
@@ -195,3 +230,15 @@ def demo(
 
     ok = run_demo(home, count=count, out=out, console=Console())
     raise typer.Exit(0 if ok else 1)
+
+
+def host_pairs(items: list[str]) -> dict[str, str]:
+    """``FROM=TO`` options as a mapping; exit 2 naming a malformed one."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        source, _, target = item.partition("=")
+        if not all(part.rpartition(":")[2].isdigit() for part in (source, target)):
+            err.print(f"[red]invalid --rewrite-host[/red]: {item!r}; use host:port=host:port")
+            raise typer.Exit(2)
+        pairs[source] = target
+    return pairs

@@ -74,6 +74,7 @@ class Finalizer:
             if not repo.take_finalize_lease(job_id, number, token, self._policy.lease_seconds):
                 return "stale"
             found = repo.job_at(job_id, number, JobState.FINALIZING)
+            kept = repo.source_facts(job_id) if self._gate.enabled else None
         # The lease was just taken on this finalizing attempt, which has its result.
         assert found is not None
         job, attempt = found
@@ -83,7 +84,7 @@ class Finalizer:
                 fetched = self._read(job, attempt, attempt.result)
                 if isinstance(fetched, str):
                     return fetched
-                verdict = self._gate.judge(job, attempt, fetched)
+                verdict = self._gate.judge(job, attempt, fetched, kept)
                 if verdict is not None and verdict.action != "accept":
                     return self._reject(job, attempt, fetched, verdict)
                 stored = [self._copier.store(job.id, f, _shown(verdict, f.index)) for f in fetched]
@@ -93,7 +94,14 @@ class Finalizer:
                 return self._lost(job, attempt, f"the output is not an image: {exc}", {})
         reports = None if verdict is None else [dict(o.quality or {}, key=o.key) for o in stored]
         with self._db.transaction() as repo:
-            done = repo.succeed(attempt, token, stored, self._cost(job, attempt), reports)
+            done = repo.succeed(
+                attempt,
+                token,
+                stored,
+                self._cost(job, attempt),
+                reports,
+                None if verdict is None else verdict.new_source,
+            )
         return "succeeded" if done else "stale"
 
     def _cost(self, job: JobRecord, attempt: AttemptRecord) -> Decimal:
@@ -117,7 +125,7 @@ class Finalizer:
         fault = Fault(kind, verdict.code, verdict.message())
         log.info("outputs of %s failed the %s check: %s", job.id, verdict.failed, verdict.action)
         details = {"quality": verdict.failed, "rejected": [r["key"] for r in reports]}
-        rejection = Rejection(self._cost(job, attempt), reports)
+        rejection = Rejection(self._cost(job, attempt), reports, verdict.new_source)
         return self._on_failure(job, attempt, fault, details, rejection)
 
     def _read(

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.database import Database
 from worker.fetch import Fetcher, FetchError
 from worker.pipeline.outputs import Fetched
 from worker.values import quality
@@ -35,6 +34,8 @@ class Verdict:
     action: Action
     #: The check that decided it (None when every check passed).
     failed: str | None = None
+    #: What was read of the source just now, for the job row to keep (None: it has it).
+    new_source: dict[str, Any] | None = None
 
     @property
     def code(self) -> str | None:
@@ -56,52 +57,54 @@ class QualityGate:
 
     def __init__(
         self,
-        db: Database,
         fetcher: Fetcher,
         thresholds: quality.Thresholds,
         default: QualityPolicy,
         enabled: bool = True,
     ) -> None:
-        self._db = db
         self._fetcher = fetcher
         self._thresholds = thresholds
         self._default = default
         self.enabled = enabled
 
     def judge(
-        self, job: JobRecord, attempt: AttemptRecord, outputs: Sequence[Fetched]
+        self,
+        job: JobRecord,
+        attempt: AttemptRecord,
+        outputs: Sequence[Fetched],
+        kept: Mapping[str, Any] | None,
     ) -> Verdict | None:
-        """The verdict on ``outputs``; None when the gate is off."""
+        """The verdict on ``outputs``; None when the gate is off.
+
+        ``kept`` is what the job row keeps of the source; without it the source is read
+        now, and the verdict carries what was read, to be kept in the transaction that
+        acts on it (no extra round trip per job).
+        """
         if not self.enabled:
             return None
         edit = EditInput.model_validate(job.input)
         expected = quality.Expected(edit.output_format, edit.aspect_ratio, _exact_size(attempt))
-        source = self._source(job, edit)
+        source = quality.SourceFacts.from_json(kept) if kept else self._read_source(job, edit)
+        new_source = None if kept or source is None else source.to_json()
         reports = tuple(
             quality.check(o.data, expected, source, o.flagged, self._thresholds) for o in outputs
         )
         failed = next((name for name in quality.CHECKS for r in reports if r.failed == name), None)
         if failed is None:
-            return Verdict(reports, "accept")
+            return Verdict(reports, "accept", new_source=new_source)
         policy = QualityPolicy.from_json(job.quality, self._default)
-        return Verdict(reports, action(policy, failed, job.quality_retries), failed)
+        chosen = action(policy, failed, job.quality_retries)
+        return Verdict(reports, chosen, failed, new_source)
 
-    def _source(self, job: JobRecord, edit: EditInput) -> quality.SourceFacts | None:
-        """What the checks compare with: kept on the job, or read now and kept."""
-        with self._db.transaction() as repo:
-            kept = repo.source_facts(job.id)
-        if kept is not None:
-            return quality.SourceFacts.from_json(kept)
+    def _read_source(self, job: JobRecord, edit: EditInput) -> quality.SourceFacts | None:
+        """What the checks compare with, read from the source image itself."""
         try:
-            facts = quality.source_facts(self._fetcher.fetch(edit.image_url))
+            return quality.source_facts(self._fetcher.fetch(edit.image_url))
         except (FetchError, quality.UnreadableSource) as exc:
             # Without the source the outputs are still checked; only the comparisons
             # with it are skipped (and say so in the report).
             log.warning("quality gate of %s could not read the source: %s", job.id, exc)
             return None
-        with self._db.transaction() as repo:
-            repo.keep_source_facts(job.id, facts.to_json())
-        return facts
 
 
 def _exact_size(attempt: AttemptRecord) -> tuple[int, int] | None:

@@ -73,7 +73,7 @@ class Pipeline:
             db,
             providers,
             OutputCopier(storage, fetcher),
-            QualityGate(db, fetcher, policy.quality, policy.quality_default, policy.quality_gate),
+            QualityGate(fetcher, policy.quality, policy.quality_default, policy.quality_gate),
             policy,
             leases,
             self._after_failure,

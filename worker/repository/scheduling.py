@@ -170,10 +170,6 @@ class Scheduling(SessionBound):
         )
         return facts
 
-    def keep_source_facts(self, job_id: uuid.UUID, facts: dict[str, Any]) -> None:
-        """Keep what the quality gate read of a job's source, for its later attempts."""
-        self.run(update(Job).where(Job.id == job_id).values(source_facts=facts))
-
     def refresh_result(self, attempt_id: uuid.UUID, result: dict[str, Any]) -> None:
         """Replace a finalizing attempt's result with a fresher one from the provider."""
         self.run(

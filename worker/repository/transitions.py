@@ -89,23 +89,28 @@ class Transitions(CallbackRows, Reads):
         outputs: Sequence[OutputRecord],
         cost_usd: Decimal,
         reports: list[dict[str, Any]] | None = None,
+        source_facts: dict[str, Any] | None = None,
     ) -> bool:
         """Every output is stored: record them and finish the job (once).
 
-        ``reports`` are the quality gate's, kept on the attempt (None: the gate was off).
+        ``reports`` are the quality gate's, kept on the attempt (None: the gate was off);
+        ``source_facts``, what it read of the source just now, on the job.
         """
+        values: dict[str, Any] = {
+            "lease_expires_at": None,
+            "lease_token": None,
+            "completed_at": NOW,
+            "error_code": None,
+            "error_message": None,
+            "cost_usd": Plus(cost_usd),
+        }
+        if source_facts is not None:
+            values["source_facts"] = source_facts
         moved = self._move(
             attempt.job_id,
             Transition.SUCCEED,
             attempt.number,
-            {
-                "lease_expires_at": None,
-                "lease_token": None,
-                "completed_at": NOW,
-                "error_code": None,
-                "error_message": None,
-                "cost_usd": Plus(cost_usd),
-            },
+            values,
             lease_token=token,
             data={"outputs": len(outputs)},
             attempt_update=(
@@ -342,9 +347,12 @@ _RETRY_VALUES = {
 
 
 def _charged(values: dict[str, Any], rejection: Rejection | None) -> dict[str, Any]:
-    """A job's new values, with a rejected attempt's cost added to what it has spent."""
+    """A job's new values, with a rejected attempt's cost added to what it has spent (and
+    what the gate read of the source, when it read it just now)."""
     if rejection is not None:
         values["cost_usd"] = Plus(rejection.cost_usd)
+        if rejection.source_facts is not None:
+            values["source_facts"] = rejection.source_facts
     return values
 
 

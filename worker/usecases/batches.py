@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from models.state import IN_FLIGHT_STATES
 from worker.database import Database, TaskQueue, publish
@@ -33,6 +34,7 @@ from worker.usecases.jobs import Jobs
 from worker.values.batch_file import BatchFormat, Reject, Row, read_rows
 from worker.values.batch_status import RATE_WINDOW_SECONDS, BatchStatus, status_of
 from worker.values.canonical import ModelName
+from worker.values.quality_policy import DEFAULT_MAX_RETRIES, QualityPolicy
 from worker.values.records import (
     BatchRecord,
     NewBatch,
@@ -54,6 +56,8 @@ class BatchOptions:
     priority: int = 0
     callback_url: str | None = None
     budget_usd: Decimal | None = None
+    #: What a failed quality check does to the rows' jobs (None: the settings' default).
+    quality: QualityPolicy | None = None
     #: Refuse the whole file if any row is bad.
     strict: bool = False
 
@@ -120,6 +124,7 @@ class Batches(BatchResults):
             budget_usd=options.budget_usd,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
+            quality=None if options.quality is None else options.quality.to_json(),
         )
         with self._db.transaction() as repo:
             created = repo.insert_batch(new)
@@ -151,7 +156,7 @@ class Batches(BatchResults):
     ) -> list[Reject]:
         rejects: list[Reject] = []
         accepted = 0
-        # Each distinct callback URL of the file is checked once.
+        # Each distinct callback URL and source host of the file is checked once.
         refusals: dict[str, EditqError | None] = {}
         with self._db.transaction() as repo:
             chunk: list[NewJob] = []
@@ -192,10 +197,19 @@ class Batches(BatchResults):
         refusals: dict[str, EditqError | None],
     ) -> NewJob | Reject:
         model = row.options.model or options.model
-        refused = self._callback_refused(row.options.callback_url, refusals)
+        url = row.options.callback_url
+        refused = self._refused(url, url, self._jobs.check_callback_url, refusals)
         if refused is not None:
             return Reject(
                 row.line, row.options.external_id, "callback_url", refused.code, refused.message
+            )
+        source = row.input.image_url
+        # Addresses are a matter of the host: each host of the file is looked up once.
+        host = urlsplit(source).netloc if not source.startswith("data:") else None
+        refused = self._refused(host, source, self._jobs.check_source, refusals)
+        if refused is not None:
+            return Reject(
+                row.line, row.options.external_id, "image_url", refused.code, refused.message
             )
         try:
             providers = row.options.providers or options.providers
@@ -216,21 +230,26 @@ class Batches(BatchResults):
             external_id=row.options.external_id,
             callback_url=row.options.callback_url,
             batch_id=batch.id,
+            quality=_row_quality(row, options),
         )
 
-    def _callback_refused(
-        self, url: str | None, refusals: dict[str, EditqError | None]
+    def _refused(
+        self,
+        key: str | None,
+        url: str | None,
+        check: Callable[[str], None],
+        refusals: dict[str, EditqError | None],
     ) -> EditqError | None:
-        """Why a row's ``callback_url`` cannot be used (None: it can), cached in ``refusals``."""
-        if url is None:
+        """Why ``url`` cannot be used (None: it can), cached in ``refusals`` under ``key``."""
+        if key is None or url is None:
             return None
-        if url not in refusals:
+        if key not in refusals:
             try:
-                self._jobs.check_callback_url(url)
-                refusals[url] = None
+                check(url)
+                refusals[key] = None
             except EditqError as exc:
-                refusals[url] = exc
-        return refusals[url]
+                refusals[key] = exc
+        return refusals[key]
 
     # -- follow -----------------------------------------------------------------------
 
@@ -309,3 +328,12 @@ def _fingerprint(source: IO[bytes], fmt: BatchFormat, options: BatchOptions) -> 
         digest.update(block)
     source.seek(0)
     return digest.hexdigest()
+
+
+def _row_quality(row: Row, options: BatchOptions) -> dict[str, Any] | None:
+    """A row's quality policy: its own ``quality_on_failure``, else the batch's."""
+    chosen = row.options.quality_on_failure
+    if chosen is None:
+        return None if options.quality is None else options.quality.to_json()
+    retries = options.quality.max_retries if options.quality else DEFAULT_MAX_RETRIES
+    return QualityPolicy(chosen, retries).to_json()

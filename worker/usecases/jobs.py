@@ -14,10 +14,20 @@ from typing import Any
 
 from models.state import TRANSITIONS, JobState, Transition
 from worker.database import Database, TaskQueue, publish
-from worker.errors import IdempotencyConflict, InvalidTransition, JobNotFound, NoProviderCanRun
+from worker.errors import (
+    IdempotencyConflict,
+    ImageUrlRefused,
+    InvalidTransition,
+    JobNotFound,
+    NoProviderCanRun,
+    UnknownErrorCode,
+)
+from worker.faults import CATALOGUE
+from worker.fetch import Fetcher, FetchError
 from worker.providers.base import Provider, Unsupported
 from worker.usecases.callbacks import CallbackTargets
 from worker.values.canonical import EditInput
+from worker.values.quality_policy import QualityPolicy
 from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob
 
 
@@ -32,6 +42,8 @@ class JobRequest:
     callback_url: str | None = None
     priority: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: What a failed quality check does to this job; None: the settings' default.
+    quality: QualityPolicy | None = None
 
     def fingerprint(self) -> str:
         """sha256 of the request in canonical JSON; equal requests give equal fingerprints."""
@@ -44,12 +56,18 @@ class JobRequest:
             "priority": self.priority,
             "metadata": self.metadata,
         }
+        if self.quality is not None:
+            body["quality"] = self.quality.to_json()
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 #: The states an ops retry takes a job from.
 RETRYABLE_STATES = tuple(sorted(TRANSITIONS[Transition.RETRY].sources))
+#: What a retry by filter takes when it names no state: failed jobs only. A canceled job
+#: was stopped on purpose (by a producer, an operator, or its batch's budget), so it is
+#: brought back only when the filter asks for canceled jobs by name.
+DEFAULT_RETRY_STATES = (JobState.FAILED,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +78,27 @@ class RetryReport:
     retried: int
     sample: tuple[JobRecord, ...]
     dry_run: bool
+
+
+class SourceUrls:
+    """Whether a source ``image_url`` may be fetched from here: public addresses only."""
+
+    def __init__(self, fetcher: Fetcher) -> None:
+        self._fetcher = fetcher
+
+    def refusal(self, url: str) -> str | None:
+        """Why ``url`` is refused for good, or None (a data URI, a public or unresolved host).
+
+        A host that does not resolve now may resolve later, so only a definite refusal (a
+        loopback, private or reserved address) counts.
+        """
+        if url.startswith("data:"):
+            return None
+        try:
+            self._fetcher.check_url(url)
+        except FetchError as exc:
+            return str(exc) if exc.permanent else None
+        return None
 
 
 class Jobs:
@@ -73,6 +112,7 @@ class Jobs:
         default_providers: Sequence[str],
         max_attempts: int,
         callback_targets: CallbackTargets | None = None,
+        sources: SourceUrls | None = None,
     ) -> None:
         self._db = db
         self._queue = queue
@@ -81,6 +121,8 @@ class Jobs:
         self._max_attempts = max_attempts
         #: Checks a job's ``callback_url``; None accepts any (tests that send no callbacks).
         self._callback_targets = callback_targets
+        #: Checks a job's source ``image_url``; None accepts any (tests of other rules).
+        self._sources = sources
 
     def create(
         self, request: JobRequest, idempotency_key: str | None = None
@@ -92,6 +134,7 @@ class Jobs:
         """
         fingerprint = request.fingerprint()
         self.check_callback_url(request.callback_url)
+        self.check_source(request.input.image_url)
         eligible, excluded = self.route(request.model, request.input, request.providers)
         new = NewJob(
             id=uuid.uuid4(),
@@ -106,6 +149,7 @@ class Jobs:
             metadata=request.metadata,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
+            quality=None if request.quality is None else request.quality.to_json(),
         )
         with self._db.transaction() as repo:
             created = repo.insert_job(new)
@@ -161,6 +205,19 @@ class Jobs:
         if self._callback_targets is not None:
             self._callback_targets.check(url)
 
+    def check_source(self, url: str, field: str = "input.image_url") -> None:
+        """Raise :class:`ImageUrlRefused` when ``url`` points at a non-public address.
+
+        The worker would refuse to fetch it anyway (as would every provider that cannot
+        reach it); refusing it here costs the producer nothing and names the field.
+        """
+        refusal = self._sources.refusal(url) if self._sources else None
+        if refusal is not None:
+            raise ImageUrlRefused(
+                f"{field}: {refusal}",
+                fields=[{"field": field, "rule": ImageUrlRefused.code, "message": refusal}],
+            )
+
     def get(self, job_id: uuid.UUID) -> JobDetail:
         """A job with its attempts, outputs and history."""
         with self._db.transaction() as repo:
@@ -173,6 +230,7 @@ class Jobs:
         self, where: JobFilter, limit: int = 50, after: Cursor | None = None
     ) -> tuple[list[JobRecord], Cursor | None]:
         """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
+        check_error_code(where.error_code)
         with self._db.transaction() as repo:
             jobs = repo.list_jobs(where, limit + 1, after)
         if len(jobs) <= limit:
@@ -205,12 +263,15 @@ class Jobs:
     def retry_matching(
         self, where: JobFilter, reason: str, *, dry_run: bool, sample_size: int = 10
     ) -> RetryReport:
-        """Retry every failed or canceled job matching ``where`` (ops after an outage).
+        """Retry every job matching ``where`` (ops after an outage).
 
-        ``where.states`` may narrow to failed or canceled; it defaults to both. A dry run
-        counts and samples what would be retried and changes nothing.
+        ``where.states`` names failed and/or canceled; without it only failed jobs are
+        retried (:data:`DEFAULT_RETRY_STATES`). ``where.error_code`` must be a known code.
+        A dry run counts and samples what would be retried and changes nothing; after a
+        real retry the sample shows the jobs as they are now.
         """
-        where = replace(where, states=tuple(where.states) or RETRYABLE_STATES)
+        check_error_code(where.error_code)
+        where = replace(where, states=tuple(where.states) or DEFAULT_RETRY_STATES)
         with self._db.transaction() as repo:
             matched = repo.count_matching(where)
             sample = tuple(repo.list_jobs(where, sample_size, None))
@@ -218,7 +279,9 @@ class Jobs:
             return RetryReport(matched, 0, sample, dry_run)
         with self._db.transaction() as repo:
             retried = repo.retry_matching(where, reason)
-        return RetryReport(matched, len(retried), sample, dry_run=False)
+            now = [repo.job(job.id) for job in sample]
+        fresh = tuple(job for job in now if job is not None)
+        return RetryReport(matched, len(retried), fresh, dry_run=False)
 
     def retry(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
         """Send a failed or canceled job round again, with a fresh attempt budget."""
@@ -233,3 +296,13 @@ class Jobs:
                 state=job.state.value,
             )
         return job
+
+
+def check_error_code(code: str | None) -> None:
+    """Raise :class:`UnknownErrorCode` unless ``code`` is None or a code of the catalogue."""
+    if code is not None and code not in CATALOGUE:
+        known = ", ".join(sorted(CATALOGUE))
+        raise UnknownErrorCode(
+            f"error_code: {code!r} is not an error code editq gives; known codes: {known}",
+            fields=[{"field": "error_code", "rule": "unknown_error_code", "message": known}],
+        )

@@ -58,6 +58,8 @@ class Rejection:
     cost_usd: Decimal
     #: One report per output, each with the key the output is kept under.
     reports: list[dict[str, Any]]
+    #: What the gate read of the source just now, for the job row to keep.
+    source_facts: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

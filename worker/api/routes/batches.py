@@ -25,6 +25,7 @@ from worker.errors import BatchTooLarge
 from worker.usecases.batches import Batches, BatchOptions
 from worker.values.batch_file import format_of
 from worker.values.canonical import ModelName
+from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
 from worker.values.storable import StorableText
 from worker.wiring import Container
 
@@ -78,6 +79,11 @@ async def create_batch(
     ] = None,
     budget_usd: Annotated[Decimal | None, Query(gt=0, max_digits=12, decimal_places=4)] = None,
     strict: Annotated[bool, Query(description="refuse the whole file if a row is bad")] = False,
+    quality_on_failure: Annotated[
+        OnFailure | None,
+        Query(description="what a failed quality check does to the rows' jobs"),
+    ] = None,
+    quality_max_retries: Annotated[int, Query(ge=0, le=10)] = DEFAULT_MAX_RETRIES,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> BatchSubmittedOut:
     """Queue a job for each good row of a CSV or JSONL file; each bad row is reported.
@@ -94,6 +100,11 @@ async def create_batch(
         priority=priority,
         callback_url=callback_url,
         budget_usd=budget_usd,
+        quality=(
+            None
+            if quality_on_failure is None
+            else QualityPolicy(quality_on_failure, quality_max_retries)
+        ),
         strict=strict,
     )
     limit = deps.settings.batch_max_bytes

@@ -25,7 +25,7 @@ from worker.api.schemas.jobs import (
     detail_out,
     job_out,
 )
-from worker.usecases.jobs import JobRequest, Jobs
+from worker.usecases.jobs import Jobs
 from worker.values.callback_events import CallbackFilter
 from worker.values.records import Cursor, JobFilter
 from worker.values.storable import StorableText
@@ -47,16 +47,7 @@ def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobOut:
     """Queue one edit job. The same ``Idempotency-Key`` and body give back the same job."""
-    request = JobRequest(
-        model=body.model,
-        input=body.input,
-        providers=tuple(body.providers or ()),
-        external_id=body.external_id,
-        callback_url=body.callback_url,
-        priority=body.priority,
-        metadata=body.metadata,
-    )
-    job, created = use.create(request, idempotency_key)
+    job, created = use.create(body.to_request(), idempotency_key)
     if not created:
         response.status_code = 200
     return job_out(job)

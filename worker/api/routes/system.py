@@ -38,7 +38,24 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz",
+    tags=["health"],
+    responses={
+        200: {"description": "the database, broker and storage all answer"},
+        503: {
+            "description": "something does not answer; `checks` names it",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "status": "not_ready",
+                        "checks": {"database": "ok", "broker": "error: OperationalError"},
+                    }
+                }
+            },
+        },
+    },
+)
 def readyz(deps: ContainerDep) -> JSONResponse:
     """The database, broker and storage all answer."""
     checks: dict[str, Any] = {}

@@ -43,6 +43,8 @@ class BatchOut(BaseModel):
     counts: dict[str, int]
     done: int
     failed: int
+    #: Jobs canceled: by ops, by a cancel of the batch, or at its budget (not counted as failed).
+    canceled: int
     in_flight: int
     cost_usd: float
     #: Jobs finished per second over the last minute.
@@ -116,6 +118,7 @@ def batch_out(status: BatchStatus) -> BatchOut:
         counts={s.value: progress.counts.get(s, 0) for s in JobState},
         done=status.done,
         failed=status.failed,
+        canceled=status.canceled,
         in_flight=status.in_flight,
         cost_usd=float(progress.cost_usd),
         rate_per_second=round(status.rate, 3),

@@ -11,12 +11,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from worker.api.schemas.common import ProviderName
 from worker.storage.base import Storage
+from worker.usecases.jobs import JobRequest
 from worker.values.callback_events import CallbackRecord, CallbackState
 from worker.values.canonical import EditInput, ModelName
+from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
 from worker.values.records import AttemptRecord, JobDetail, JobRecord
 from worker.values.storable import StorableText, storable_json
 
 MAX_METADATA_BYTES = 16 * 1024
+
+
+class QualityIn(BaseModel):
+    """What a failed quality check does to this job (the settings' default when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_failure: OnFailure = Field(
+        description="by_check: each check's own default (moderated and blank fail; "
+        "unchanged, wrong size, wrong format and undecodable are tried once more on the "
+        "next provider); fail; retry; accept (succeed, with the failed check as a flag)"
+    )
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10)
+
+    def policy(self) -> QualityPolicy:
+        """As the use cases take it."""
+        return QualityPolicy(self.on_failure, self.max_retries)
 
 
 class JobCreate(BaseModel):
@@ -33,6 +52,7 @@ class JobCreate(BaseModel):
     )
     priority: int = Field(default=0, ge=-100, le=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    quality: QualityIn | None = None
 
     @field_validator("providers")
     @classmethod
@@ -40,6 +60,19 @@ class JobCreate(BaseModel):
         if value is not None and len(set(value)) != len(value):
             raise ValueError("must not name a provider twice")
         return value
+
+    def to_request(self) -> JobRequest:
+        """The request as the use cases take it."""
+        return JobRequest(
+            model=self.model,
+            input=self.input,
+            providers=tuple(self.providers or ()),
+            external_id=self.external_id,
+            callback_url=self.callback_url,
+            priority=self.priority,
+            metadata=self.metadata,
+            quality=None if self.quality is None else self.quality.policy(),
+        )
 
     @field_validator("metadata")
     @classmethod
@@ -73,6 +106,23 @@ class ErrorOut(BaseModel):
     message: str | None
 
 
+class QualityOut(BaseModel):
+    """An output's quality checks (``pass``, ``fail``, ``skipped``), flags and scores.
+
+    ``failed`` names the check that failed (None: every check passed). ``flags`` are kept
+    even when the job succeeded: ``subject_lost``, ``moderated``, or a failed check that
+    the job's policy accepted. ``scores``: ``distance`` to the source (perceptual hash,
+    0-1), ``color_difference`` (0-1), ``stddev`` and ``mean`` of the pixels (0-255),
+    ``width``, ``height``, ``format`` and the ``expected`` shape.
+    """
+
+    passed: bool
+    failed: str | None
+    checks: dict[str, str]
+    flags: list[str]
+    scores: dict[str, Any]
+
+
 class OutputOut(BaseModel):
     """One output in our bucket, with a presigned GET URL."""
 
@@ -83,6 +133,8 @@ class OutputOut(BaseModel):
     height: int | None
     bytes: int
     sha256: str
+    #: None when the gate was off for this output.
+    quality: QualityOut | None = None
 
 
 class AttemptOut(BaseModel):
@@ -98,6 +150,9 @@ class AttemptOut(BaseModel):
     created_at: datetime
     submitted_at: datetime | None
     finished_at: datetime | None
+    #: The quality gate's report on each of this attempt's outputs, with the bucket key it
+    #: is kept under (a rejected output stays under ``outputs/{job}/rejected/``).
+    quality: list[dict[str, Any]] | None = None
 
 
 class EventOut(BaseModel):
@@ -162,6 +217,8 @@ class JobOut(BaseModel):
     metadata: dict[str, Any]
     #: Providers left out of this job's routing, and why (a field they cannot honour).
     excluded_providers: dict[str, str]
+    #: The job's own quality policy; None: its batch's, or the settings' default.
+    quality: dict[str, Any] | None = None
     attempts: list[AttemptOut] = Field(default_factory=list)
     outputs: list[OutputOut] = Field(default_factory=list)
     events: list[EventOut] | None = None
@@ -211,6 +268,7 @@ def job_out(job: JobRecord) -> JobOut:
         callback_url=job.callback_url,
         metadata=job.metadata,
         excluded_providers=job.excluded_providers,
+        quality=job.quality,
         error=_error(job.error_code, job.error_message),
         cost_usd=float(job.cost_usd),
         created_at=job.created_at,
@@ -231,6 +289,7 @@ def _attempt_out(a: AttemptRecord) -> AttemptOut:
         created_at=a.created_at,
         submitted_at=a.submitted_at,
         finished_at=a.finished_at,
+        quality=a.quality,
     )
 
 
@@ -249,6 +308,7 @@ def detail_out(
             height=o.height,
             bytes=o.bytes,
             sha256=o.sha256,
+            quality=None if o.quality is None else QualityOut.model_validate(o.quality),
         )
         for o in detail.outputs
     ]
