@@ -64,6 +64,9 @@ class FaultConfig:
     a safety checker does), ``rate_flagged`` flags images that are not black,
     ``rate_unchanged`` hands the source back, ``rate_wrong_size`` returns square images
     whatever was asked. ``seed`` makes the draws repeatable (``None``: different every run).
+    ``moderated_words`` moderates, whatever the draw, every request whose prompt holds one of
+    them (case aside), as a provider's prompt filter does: a test can moderate one step of a
+    chain and not the others.
 
     ``rewrite_hosts`` is not a fault but where the emulator's own calls go: it maps a
     ``host:port`` a URL names to the ``host:port`` the emulator should connect to instead
@@ -84,6 +87,7 @@ class FaultConfig:
     rate_flagged: float = 0.0
     rate_unchanged: float = 0.0
     rate_wrong_size: float = 0.0
+    moderated_words: tuple[str, ...] = ()
     seed: int | None = None
     webhook: WebhookPolicy = field(default_factory=WebhookPolicy)
     rewrite_hosts: Mapping[str, str] = field(default_factory=dict)
@@ -118,6 +122,7 @@ PATCHABLE_KEYS = frozenset(
         "rate_flagged",
         "rate_unchanged",
         "rate_wrong_size",
+        "moderated_words",
         "webhook_retry_delays",
         "webhook_duplicates",
         "webhook_drop_rate",
@@ -204,9 +209,15 @@ class FaultInjector:
             return SubmitFault.INVALID
         return None
 
-    def moderated(self) -> bool:
-        """Whether this request's output is flagged as a content-policy violation."""
-        return self._chance(self.config.rate_moderated)
+    def moderated(self, prompt: str = "") -> bool:
+        """Whether this request's output is flagged as a content-policy violation.
+
+        The draw is made whatever the prompt, so a seeded emulator's later draws do not
+        depend on which prompts held a moderated word.
+        """
+        drawn = self._chance(self.config.rate_moderated)
+        lowered = prompt.lower()
+        return drawn or any(word.lower() in lowered for word in self.config.moderated_words)
 
     def output_fault(self) -> OutputFault | None:
         """How this request's images come back wrong, if they do."""

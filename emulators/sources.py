@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from urllib.parse import unquote_to_bytes
 
 import httpx
@@ -40,6 +41,11 @@ async def fetch_source(client: httpx.AsyncClient, url: str) -> bytes:
     except httpx.HTTPError as exc:
         raise SourceUnavailableError(type(exc).__name__) from exc
     return b"".join(chunks)
+
+
+def source_sha256(source: bytes) -> str:
+    """The hex sha256 of a fetched source, as the emulators' admin listings show it."""
+    return hashlib.sha256(source).hexdigest()
 
 
 def decode_data_uri(uri: str) -> bytes:

@@ -105,13 +105,14 @@ class Runner:
         # Every random draw happens up front, in a fixed order, so a seeded emulator makes the
         # same choices whatever the timing of downloads and edits.
         latency = self._injector.latency()
-        moderated = self._injector.moderated()
+        moderated = self._injector.moderated(request.arguments.prompt)
         spoiled = self._injector.output_fault()
         arguments = request.arguments
         seed = arguments.seed if arguments.seed is not None else self._injector.seed()
         outcome: list[EditedImage] | ModelError
         try:
             source = await fetch_source(self._client, arguments.image_url)
+            self._store.record_source(request, source)
             outcome = await asyncio.to_thread(edit_arguments, arguments, source, seed, spoiled)
         except SourceUnavailableError as exc:
             outcome = download_error(arguments.image_url, exc.reason)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from emulators.fal.protocol import KontextInput, ModelError
+from emulators.sources import source_sha256
 
 
 class RequestState(StrEnum):
@@ -76,6 +77,8 @@ class FalRequest:
     finished_at: float | None = None
     result: dict[str, Any] | None = None
     error: ModelError | None = None
+    #: The hex sha256 of the source image as downloaded; None until then, or if it failed.
+    source_sha256: str | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
     webhook_attempts: int = 0
     webhook_deliveries: int = 0
@@ -104,6 +107,7 @@ class FalRequest:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "error_type": self.error.error_type if self.error else None,
+            "source_sha256": self.source_sha256,
             "webhook_attempts": self.webhook_attempts,
             "webhook_deliveries": self.webhook_deliveries,
         }
@@ -183,6 +187,10 @@ class RequestStore:
         request.started_at = time.time()
         request.log("Request started")
         return True
+
+    def record_source(self, request: FalRequest, source: bytes) -> None:
+        """Remember the hash of the source image downloaded for ``request``."""
+        request.source_sha256 = source_sha256(source)
 
     def mark_succeeded(self, request: FalRequest, result: dict[str, Any]) -> bool:
         """RUNNING to SUCCEEDED, with the output body."""

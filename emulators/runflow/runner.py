@@ -98,7 +98,7 @@ class Runner:
         # Every random draw happens up front, in a fixed order, so a seeded emulator makes the
         # same choices whatever the timing of downloads and edits.
         latency = self._injector.latency()
-        moderated = self._injector.moderated()
+        moderated = self._injector.moderated(run.request.input.prompt)
         spoiled = self._injector.output_fault()
         arguments = run.request.input
         seed = arguments.seed if arguments.seed is not None else self._injector.seed()
@@ -106,6 +106,7 @@ class Runner:
             source = await fetch_source(self._client, arguments.image_url)
         except SourceUnavailableError as exc:
             return download_failure(exc.reason)
+        self._store.record_source(run, source)
         self._store.mark_running(run)
         try:
             images = await asyncio.to_thread(edit_arguments, arguments, source, seed, spoiled)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from emulators.runflow.protocol import MODEL_ID, PRICE_PER_IMAGE, RunFailure, RunRequest
+from emulators.sources import source_sha256
 
 if TYPE_CHECKING:
     from emulators.runflow.callbacks import CallbackDelivery
@@ -95,6 +96,8 @@ class Run:
     output: dict[str, Any] | None = None
     cost: Decimal | None = None
     failure: RunFailure | None = None
+    #: The hex sha256 of the source image as downloaded; None until then, or if it failed.
+    source_sha256: str | None = None
     #: Every state the run has been in, with the Unix time it got there.
     history: list[tuple[str, float]] = field(default_factory=list)
     deliveries: list[CallbackDelivery] = field(default_factory=list)
@@ -151,6 +154,7 @@ class Run:
             "started_at": iso(self.started_at),
             "completed_at": iso(self.completed_at),
             "failure_code": self.failure.code if self.failure else None,
+            "source_sha256": self.source_sha256,
             "callback_deliveries": len(self.deliveries),
         }
 
@@ -204,6 +208,10 @@ class RunStore:
             return False
         run.started_at = time.time()
         return True
+
+    def record_source(self, run: Run, source: bytes) -> None:
+        """Remember the hash of the source image downloaded for ``run``."""
+        run.source_sha256 = source_sha256(source)
 
     def mark_running(self, run: Run) -> bool:
         """DISPATCHING to RUNNING, once its source image is in hand."""

@@ -88,11 +88,11 @@ class Runner:
         # Every random draw happens up front, in a fixed order, so a seeded emulator makes the
         # same choices whatever the timing of downloads and edits.
         latency = self._injector.latency()
-        moderated = self._injector.moderated()
+        moderated = self._injector.moderated(task.task.prompt)
         spoiled = self._injector.output_fault()
         spec = task.task
         seed = spec.seed if spec.seed is not None else self._injector.seed()
-        images = await self._edit(spec, seed, spoiled)
+        images = await self._edit(task, seed, spoiled)
         count = spec.number_results
         for index in range(count):
             due = started + latency * (index + 1) / count
@@ -113,10 +113,13 @@ class Runner:
             )
 
     async def _edit(
-        self, spec: InferenceTask, seed: int, spoiled: OutputFault | None
+        self, task: RunwareTask, seed: int, spoiled: OutputFault | None
     ) -> list[EditedImage] | TaskError:
+        """Download the reference image once and make every generation from it."""
+        spec = task.task
         try:
             source = await fetch_source(self._client, spec.reference_image)
+            self._store.record_source(task, source)
             return await asyncio.to_thread(_edit_all, spec, source, seed, spoiled)
         except SourceUnavailableError as exc:
             return reference_error(spec.task_uuid, f"could not be downloaded ({exc.reason})")

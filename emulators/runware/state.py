@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from emulators.runware.protocol import InferenceTask, TaskError
+from emulators.sources import source_sha256
 
 
 class TaskState(StrEnum):
@@ -58,6 +59,9 @@ class RunwareTask:
     results: list[dict[str, Any]] = field(default_factory=list)
     #: Each failed generation's error.
     errors: list[TaskError] = field(default_factory=list)
+    #: The hex sha256 of the reference image as downloaded (once, for every generation);
+    #: None until then, or if it failed.
+    source_sha256: str | None = None
     #: Set once the task is terminal; a ``sync`` submit waits on it.
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     webhook_attempts: int = 0
@@ -94,6 +98,7 @@ class RunwareTask:
             "finished_at": _iso(self.finished_at),
             "images": len(self.results),
             "errors": [error.code for error in self.errors],
+            "source_sha256": self.source_sha256,
             "cost": sum(item.get("cost", 0.0) for item in self.results),
             "webhook_attempts": self.webhook_attempts,
             "webhook_deliveries": self.webhook_deliveries,
@@ -157,6 +162,10 @@ class TaskStore:
             return False
         task.started_at = time.time()
         return True
+
+    def record_source(self, task: RunwareTask, source: bytes) -> None:
+        """Remember the hash of the reference image downloaded for ``task``."""
+        task.source_sha256 = source_sha256(source)
 
     def record_result(self, task: RunwareTask, item: dict[str, Any]) -> None:
         """One generation succeeded with ``item``."""

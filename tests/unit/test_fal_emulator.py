@@ -396,6 +396,18 @@ def test_a_moderated_request_completes_with_a_content_policy_error(
     assert http.get(f"{server.url}/_emulator/stats").json()["failed"] == 1
 
 
+def test_a_prompt_holding_a_moderated_word_is_moderated_and_others_are_not(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(moderated_words=("Beach",))
+
+    flagged = wait_completed(http, submit(http, server, prompt="put it on a BEACH"))
+    fine = wait_completed(http, submit(http, server, prompt="warm colour grade"))
+
+    assert flagged["error_type"] == "content_policy_violation"
+    assert fine.get("error_type") is None
+
+
 @pytest.mark.parametrize(
     ("image_url", "error_type"),
     [
@@ -434,6 +446,35 @@ def test_sources_are_fetched_over_http(
 
     assert "error" not in wait_completed(http, found)
     assert wait_completed(http, missing)["error_type"] == "file_download_error"
+
+
+def test_the_admin_listing_shows_the_hash_of_the_source_as_downloaded(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").save(buffer, format="PNG")
+    png = buffer.getvalue()
+    files = FastAPI()
+    files.get("/source.png")(lambda: Response(png, media_type="image/png"))
+    origin = serve(files)
+    server = serve()
+    text = b"this is not an image"
+
+    found = submit(http, server, image_url=f"{origin.url}/source.png")
+    unreadable = submit(http, server, image_url=source_uri(text))
+    missing = submit(http, server, image_url=f"{origin.url}/missing.png")
+    for reply in (found, unreadable, missing):
+        wait_completed(http, reply)
+
+    listed = {
+        item["request_id"]: item["source_sha256"]
+        for item in http.get(f"{server.url}/_emulator/requests").json()
+    }
+    assert listed == {
+        found.json()["request_id"]: hashlib.sha256(png).hexdigest(),
+        unreadable.json()["request_id"]: hashlib.sha256(text).hexdigest(),
+        missing.json()["request_id"]: None,
+    }
 
 
 def test_cancelling_queued_and_running_requests(

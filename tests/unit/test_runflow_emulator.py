@@ -13,6 +13,7 @@ from typing import Any, get_args
 
 import httpx
 import pytest
+from fastapi import FastAPI, Response
 from PIL import Image
 
 from emulators.faults import WebhookPolicy
@@ -265,6 +266,35 @@ def test_an_unusable_source_fails_the_run_in_preprocess(
     server = serve()
     ended = wait_ended(http, server, create(http, server, image_url=image_url).json()["id"])
     assert (ended["failure_code"], ended["failure_stage"]) == (failure_code, "preprocess")
+
+
+def test_the_admin_listing_shows_the_hash_of_the_source_as_downloaded(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").save(buffer, format="PNG")
+    png = buffer.getvalue()
+    files = FastAPI()
+    files.get("/source.png")(lambda: Response(png, media_type="image/png"))
+    origin = serve(files)
+    server = serve()
+    text = b"this is not an image"
+
+    found = create(http, server, image_url=f"{origin.url}/source.png").json()["id"]
+    unreadable = create(http, server, image_url=source_uri(text)).json()["id"]
+    missing = create(http, server, image_url=f"{origin.url}/missing.png").json()["id"]
+    for run_id in (found, unreadable, missing):
+        wait_ended(http, server, run_id)
+
+    listed = {
+        run["id"]: run["source_sha256"]
+        for run in http.get(f"{server.url}/_emulator/requests").json()
+    }
+    assert listed == {
+        found: hashlib.sha256(png).hexdigest(),
+        unreadable: hashlib.sha256(text).hexdigest(),
+        missing: None,
+    }
 
 
 def test_runs_beyond_the_concurrency_limit_stay_queued_until_admitted(

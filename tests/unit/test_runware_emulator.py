@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import itertools
 import uuid
@@ -385,6 +386,40 @@ def test_an_unusable_reference_image_fails_naming_it(
         "invalidReferenceImages",
         "inputs.referenceImages",
     )
+
+
+def test_the_admin_listing_shows_the_reference_hash_once_per_task(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    buffer = io.BytesIO()
+    Image.radial_gradient("L").convert("RGB").save(buffer, format="PNG")
+    png = buffer.getvalue()
+    fetched: list[str] = []
+    files = FastAPI()
+
+    @files.get("/source.png")
+    def source() -> Response:
+        fetched.append("source.png")
+        return Response(png, media_type="image/png")
+
+    origin = serve(files)
+    server = serve()
+    found = inference(inputs={"referenceImages": [f"{origin.url}/source.png"]}, numberResults=3)
+    missing = inference(inputs={"referenceImages": [f"{origin.url}/missing.png"]})
+    post(http, server, found, missing)
+    for task in (found, missing):
+        wait_done(http, server, task["taskUUID"])
+
+    listed = {
+        item["taskUUID"]: item["source_sha256"]
+        for item in http.get(f"{server.url}/_emulator/requests").json()
+    }
+
+    assert listed == {
+        found["taskUUID"]: hashlib.sha256(png).hexdigest(),
+        missing["taskUUID"]: None,
+    }
+    assert fetched == ["source.png"]
 
 
 def test_outputs_are_put_to_the_upload_endpoint(
