@@ -14,7 +14,8 @@ from enum import StrEnum
 class JobState(StrEnum):
     """Where a job is in its life."""
 
-    #: Accepted (new, retried by ops, or after a retryable failure with backoff).
+    #: Accepted (new, retried by ops, after a retryable failure with backoff, or a chain
+    #: whose step before is done).
     #: Dispatch claims it once ``run_after`` has passed and its provider has free capacity.
     QUEUED = "queued"
     #: Claimed for one attempt; the provider call is in flight and the job holds a lease.
@@ -26,7 +27,7 @@ class JobState(StrEnum):
     #: The provider finished; outputs are being copied to S3 under a lease. Finalize moves
     #: it to ``succeeded``; an expired lease is taken over by the reconcile tick.
     FINALIZING = "finalizing"
-    #: Terminal: every output is in S3 with its size and sha256 recorded.
+    #: Terminal: every output (of every step) is in S3 with its size and sha256 recorded.
     SUCCEEDED = "succeeded"
     #: Terminal: a terminal provider error, or ``max_attempts`` used up. Ops may retry it.
     FAILED = "failed"
@@ -48,6 +49,7 @@ class Transition(StrEnum):
     MARK_RUNNING = "mark_running"
     BEGIN_FINALIZE = "begin_finalize"
     SUCCEED = "succeed"
+    ADVANCE = "advance"
     REQUEUE = "requeue"
     FAIL = "fail"
     CANCEL = "cancel"
@@ -74,6 +76,8 @@ TRANSITIONS: dict[Transition, Move] = {
     Transition.BEGIN_FINALIZE: Move(frozenset({_S.SUBMITTING, _S.RUNNING}), _S.FINALIZING),
     # Every output is copied and recorded.
     Transition.SUCCEED: Move(frozenset({_S.FINALIZING}), _S.SUCCEEDED),
+    # A chain's step (not its last) is done and its outputs recorded: the next step queues.
+    Transition.ADVANCE: Move(frozenset({_S.FINALIZING}), _S.QUEUED),
     # A retryable failure, a rate limit, or the repair of an expired lease: try again later.
     Transition.REQUEUE: Move(frozenset({_S.SUBMITTING, _S.RUNNING, _S.FINALIZING}), _S.QUEUED),
     # A terminal error, or the last allowed attempt failed.

@@ -143,7 +143,7 @@ class Job(Base):
     model: Mapped[str] = mapped_column(Text)
     #: The canonical request as the producer sent it (validated).
     input: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    #: Ordered provider names this job may run on.
+    #: Ordered provider names the current step may run on.
     providers: Mapped[list[str]] = mapped_column(ARRAY(Text))
     #: Provider of the current (or last) attempt.
     provider: Mapped[str | None] = mapped_column(Text)
@@ -179,6 +179,16 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     cost_usd: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    #: The step the job is on, from 1 (see :mod:`worker.values.chain`); a failed chain
+    #: stays on the step that failed, so a retry resumes there.
+    step: Mapped[int] = mapped_column(SmallInteger, server_default="1")
+    #: The steps after the first, each with every parameter it runs with, which output of
+    #: the step before it edits and its providers; empty for a one-step job.
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    #: Callback events sent besides the terminal ones (``job.step_succeeded``).
+    callback_events: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'::text[]")
+    )
     #: What a failed quality check does to this job (``{"on_failure", "max_retries"}``);
     #: NULL: the batch's, or the settings' default.
     quality: Mapped[dict[str, Any] | None] = mapped_column(_NULLABLE_JSON)
@@ -213,11 +223,13 @@ class Job(Base):
 
 
 # Dispatch: the queued backlog of each batch (and of the jobs in none) in claim order.
-# Round-robin across batches takes the head of each.
+# Round-robin across batches takes the head of each; within a batch a chain's later step
+# goes first, so chains are finished before new ones are started.
 Index(
     "ix_jobs_dispatch",
     Job.batch_id,
     Job.priority.desc(),
+    Job.step.desc(),
     Job.run_after,
     postgresql_where=text("state = 'queued'"),
 )
@@ -236,6 +248,8 @@ class Attempt(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
+    #: The step of the job's chain this attempt was for.
+    step: Mapped[int] = mapped_column(SmallInteger, server_default="1")
     provider: Mapped[str] = mapped_column(Text)
     #: ``pending`` (written, not sent), ``sending`` (the call is in flight), ``running``,
     #: ``finalizing``, ``succeeded``, ``failed`` or ``abandoned`` (its worker vanished).
@@ -262,13 +276,14 @@ class Attempt(Base):
 
 
 class JobOutput(Base):
-    """One output image, copied into our bucket."""
+    """One output image of one step, copied into our bucket."""
 
     __tablename__ = "job_outputs"
 
     job_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
+    step: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="1")
     index: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     key: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(Text)

@@ -9,6 +9,7 @@ The tree::
     ├── InvalidTransition           invalid_transition        409   exit 5
     ├── NoProviderCanRun            unsupported_by_providers  422   exit 2
     ├── ImageUrlRefused             image_url_refused         422   exit 2
+    ├── ChainInvalid                chain_invalid             422   exit 2
     ├── UnknownErrorCode            unknown_error_code        422   exit 2
     ├── Unauthorized                unauthorized              401
     ├── UnknownProvider             unknown_provider          404
@@ -112,6 +113,14 @@ class NoProviderCanRun(EditqError):
     """None of the job's providers can honour every field of it; drop a field or add a provider."""
 
     code = "unsupported_by_providers"
+    status = 422
+    exit_code = 2
+
+
+class ChainInvalid(EditqError):
+    """A step of the chain cannot run as written; each broken rule names its field."""
+
+    code = "chain_invalid"
     status = 422
     exit_code = 2
 

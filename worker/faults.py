@@ -88,6 +88,9 @@ MODEL_UNSUPPORTED = _code("model_unsupported", _STOP)
 OUTPUT_UNAVAILABLE = _code("output_unavailable", _RETRY)
 #: The worker sending an attempt stopped before it recorded the provider's answer.
 WORKER_LOST = _code("worker_lost", _RETRY)
+#: A later step of a chain could not be sent: the output of the step before, which it edits,
+#: is no longer in the bucket (deleted by hand or by a lifecycle rule).
+STEP_SOURCE_MISSING = _code("step_source_missing", _STOP)
 
 # -- the quality gate (the kind shown is the default's; a job's quality policy decides) ---
 #: The output does not decode (truncated, corrupt, not an image).

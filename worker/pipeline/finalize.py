@@ -1,5 +1,8 @@
 """Finalize: read a finished attempt's outputs, check them, store them, succeed the job once.
 
+A chain's step other than its last does not succeed the job: its outputs are stored the
+same way and the job advances to its next step (queued at once, in the same transaction).
+
 Every output passes the quality gate (:mod:`worker.pipeline.quality_gate`) before the job
 may succeed. Outputs that fail a check are kept under ``outputs/{job}/rejected/``, the
 attempt is charged (the provider did the work), and the job's quality policy decides: it
@@ -35,10 +38,10 @@ from worker.pipeline.policy import Policy
 from worker.pipeline.quality_gate import QualityGate, Verdict
 from worker.providers.base import AttemptRef, Completed, Provider, ProviderCallError
 from worker.storage.base import StorageError
-from worker.values.canonical import EditInput
+from worker.values import chain
 from worker.values.images import NotAnImage
 from worker.values.pricing import list_price
-from worker.values.records import AttemptRecord, JobRecord, Rejection
+from worker.values.records import AttemptRecord, JobRecord, OutputRecord, Rejection
 
 log = logging.getLogger("editq.pipeline")
 
@@ -74,34 +77,48 @@ class Finalizer:
             if not repo.take_finalize_lease(job_id, number, token, self._policy.lease_seconds):
                 return "stale"
             found = repo.job_at(job_id, number, JobState.FINALIZING)
+            # The lease was just taken on this finalizing attempt, which has its result.
+            assert found is not None
+            job, attempt = found
             kept = repo.source_facts(job_id) if self._gate.enabled else None
-        # The lease was just taken on this finalizing attempt, which has its result.
-        assert found is not None
-        job, attempt = found
+            source = repo.step_source(job) if self._gate.enabled and job.step > 1 else None
         assert attempt.result is not None
         with self._leases.holding(job_id, number):
             try:
                 fetched = self._read(job, attempt, attempt.result)
                 if isinstance(fetched, str):
                     return fetched
-                verdict = self._gate.judge(job, attempt, fetched, kept)
+                verdict = self._gate.judge(job, attempt, fetched, kept, source)
                 if verdict is not None and verdict.action != "accept":
                     return self._reject(job, attempt, fetched, verdict)
-                stored = [self._copier.store(job.id, f, _shown(verdict, f.index)) for f in fetched]
+                stored = [
+                    self._copier.store(job.id, job.step, f, _shown(verdict, f.index))
+                    for f in fetched
+                ]
             except (FetchError, StorageError) as exc:
                 return self._defer(job_id, token, exc)
             except NotAnImage as exc:  # only with the gate off: it would have said so
                 return self._lost(job, attempt, f"the output is not an image: {exc}", {})
+        return self._finish(job, attempt, token, stored, verdict)
+
+    def _finish(
+        self,
+        job: JobRecord,
+        attempt: AttemptRecord,
+        token: uuid.UUID,
+        stored: list[OutputRecord],
+        verdict: Verdict | None,
+    ) -> str:
+        """Record the stored outputs: the job succeeds, or its chain goes on a step."""
         reports = None if verdict is None else [dict(o.quality or {}, key=o.key) for o in stored]
+        cost = self._cost(job, attempt)
         with self._db.transaction() as repo:
-            done = repo.succeed(
-                attempt,
-                token,
-                stored,
-                self._cost(job, attempt),
-                reports,
-                None if verdict is None else verdict.new_source,
-            )
+            if not job.on_last_step:
+                # A chain's step: its outputs are kept and the next step queues, at once.
+                done = repo.advance(job, attempt, token, stored, cost, reports)
+                return "advanced" if done else "stale"
+            new_source = None if verdict is None else verdict.new_source
+            done = repo.succeed(job, attempt, token, stored, cost, reports, new_source)
         return "succeeded" if done else "stale"
 
     def _cost(self, job: JobRecord, attempt: AttemptRecord) -> Decimal:
@@ -171,9 +188,7 @@ class Finalizer:
                 asked = "no_result"
                 detail = type(outcome).__name__.lower()
             else:
-                candidate = result_json(
-                    outcome, upload_key(job.id, EditInput.model_validate(job.input))
-                )
+                candidate = result_json(outcome, upload_key(job.id, job.step, chain.job_edit(job)))
                 if _urls(candidate) == _urls(result):
                     asked = "same_urls"
                 else:

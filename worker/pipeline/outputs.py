@@ -3,7 +3,8 @@
 Provider result URLs expire (minutes to an hour), so every output is read as soon as the
 provider finishes: downloaded, or, when the provider uploaded it itself (Runware's
 ``uploadEndpoint``), read back from the bucket. Finalize checks the bytes (the quality
-gate) and then stores them: under ``outputs/{job}/{index}`` when they count, and under
+gate) and then stores them: under ``outputs/{job}/{index}`` when they count (a chain's
+later steps under ``outputs/{job}/steps/{step}/{index}``), and under
 ``outputs/{job}/rejected/{attempt}/{index}`` when a check failed, so ops can look at what
 was refused and a retry's output never overwrites it.
 """
@@ -24,9 +25,15 @@ from worker.values.canonical import EditInput
 from worker.values.records import OutputRecord
 
 
-def output_key(job_id: uuid.UUID, index: int, extension: str) -> str:
-    """Where output ``index`` of a job is stored in the bucket."""
-    return f"outputs/{job_id}/{index}.{extension}"
+def output_key(job_id: uuid.UUID, step: int, index: int, extension: str) -> str:
+    """Where output ``index`` of step ``step`` of a job is stored in the bucket.
+
+    A one-step job's outputs are ``outputs/{job}/{index}``; a chain's later steps keep
+    theirs under ``outputs/{job}/steps/{step}/``.
+    """
+    if step == 1:
+        return f"outputs/{job_id}/{index}.{extension}"
+    return f"outputs/{job_id}/steps/{step}/{index}.{extension}"
 
 
 def rejected_key(job_id: uuid.UUID, attempt: int, index: int, extension: str) -> str:
@@ -34,9 +41,9 @@ def rejected_key(job_id: uuid.UUID, attempt: int, index: int, extension: str) ->
     return f"outputs/{job_id}/rejected/{attempt}/{index}.{extension}"
 
 
-def upload_key(job_id: uuid.UUID, edit: EditInput) -> str:
-    """The key a provider that uploads directly writes a job's single output to."""
-    return output_key(job_id, 0, images.extension_for(f"image/{edit.output_format}"))
+def upload_key(job_id: uuid.UUID, step: int, edit: EditInput) -> str:
+    """The key a provider that uploads directly writes a step's single output to."""
+    return output_key(job_id, step, 0, images.extension_for(f"image/{edit.output_format}"))
 
 
 def result_json(outcome: Completed, stored_key: str) -> dict[str, Any]:
@@ -82,14 +89,19 @@ class OutputCopier:
         return [self._fetch(i, spec) for i, spec in enumerate(result["outputs"])]
 
     def store(
-        self, job_id: uuid.UUID, fetched: Fetched, quality: dict[str, Any] | None = None
+        self,
+        job_id: uuid.UUID,
+        step: int,
+        fetched: Fetched,
+        quality: dict[str, Any] | None = None,
     ) -> OutputRecord:
-        """Store an output as the job's own (it is there already if the provider put it).
+        """Store an output of step ``step`` as the job's own (it is there already if the
+        provider put it).
 
         Raises NotAnImage when the bytes are not an image editq can describe.
         """
         info = images.inspect(fetched.data)
-        key = fetched.uploaded_key or output_key(job_id, fetched.index, info.extension)
+        key = fetched.uploaded_key or output_key(job_id, step, fetched.index, info.extension)
         if fetched.uploaded_key is None:
             self._storage.put(key, fetched.data, info.content_type)
         digest = hashlib.sha256(fetched.data).hexdigest()
@@ -102,6 +114,7 @@ class OutputCopier:
             len(fetched.data),
             digest,
             quality,
+            step,
         )
 
     def keep_rejected(self, job_id: uuid.UUID, attempt: int, fetched: Fetched) -> str:

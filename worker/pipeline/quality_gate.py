@@ -17,10 +17,11 @@ from typing import Any
 
 from worker.fetch import Fetcher, FetchError
 from worker.pipeline.outputs import Fetched
-from worker.values import quality
+from worker.storage.base import Storage, StorageError
+from worker.values import chain, quality
 from worker.values.canonical import EditInput
 from worker.values.quality_policy import Action, QualityPolicy, action
-from worker.values.records import AttemptRecord, JobRecord
+from worker.values.records import AttemptRecord, JobRecord, OutputRecord
 
 log = logging.getLogger("editq.pipeline")
 
@@ -58,11 +59,13 @@ class QualityGate:
     def __init__(
         self,
         fetcher: Fetcher,
+        storage: Storage,
         thresholds: quality.Thresholds,
         default: QualityPolicy,
         enabled: bool = True,
     ) -> None:
         self._fetcher = fetcher
+        self._storage = storage
         self._thresholds = thresholds
         self._default = default
         self.enabled = enabled
@@ -73,18 +76,24 @@ class QualityGate:
         attempt: AttemptRecord,
         outputs: Sequence[Fetched],
         kept: Mapping[str, Any] | None,
+        step_source: OutputRecord | None = None,
     ) -> Verdict | None:
         """The verdict on ``outputs``; None when the gate is off.
 
         ``kept`` is what the job row keeps of the source; without it the source is read
         now, and the verdict carries what was read, to be kept in the transaction that
-        acts on it (no extra round trip per job).
+        acts on it (no extra round trip per job). The source of a chain's later step is
+        ``step_source``, the stored output of the step before, read from the bucket.
         """
         if not self.enabled:
             return None
-        edit = EditInput.model_validate(job.input)
+        edit = chain.job_edit(job)
         expected = quality.Expected(edit.output_format, edit.aspect_ratio, _exact_size(attempt))
-        source = quality.SourceFacts.from_json(kept) if kept else self._read_source(job, edit)
+        source = (
+            quality.SourceFacts.from_json(kept)
+            if kept
+            else self._read_source(job, edit, step_source)
+        )
         new_source = None if kept or source is None else source.to_json()
         reports = tuple(
             quality.check(o.data, expected, source, o.flagged, self._thresholds) for o in outputs
@@ -96,11 +105,15 @@ class QualityGate:
         chosen = action(policy, failed, job.quality_retries)
         return Verdict(reports, chosen, failed, new_source)
 
-    def _read_source(self, job: JobRecord, edit: EditInput) -> quality.SourceFacts | None:
+    def _read_source(
+        self, job: JobRecord, edit: EditInput, step_source: OutputRecord | None
+    ) -> quality.SourceFacts | None:
         """What the checks compare with, read from the source image itself."""
         try:
+            if step_source is not None:
+                return quality.source_facts(self._storage.get(step_source.key))
             return quality.source_facts(self._fetcher.fetch(edit.image_url))
-        except (FetchError, quality.UnreadableSource) as exc:
+        except (FetchError, StorageError, quality.UnreadableSource) as exc:
             # Without the source the outputs are still checked; only the comparisons
             # with it are skipped (and say so in the report).
             log.warning("quality gate of %s could not read the source: %s", job.id, exc)

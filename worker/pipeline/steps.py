@@ -18,7 +18,7 @@ from typing import Any
 from models.state import JobState
 from worker.database import Database, TaskQueue, publish
 from worker.errors import UnknownProvider
-from worker.faults import PROVIDER_TIMEOUT, ErrorKind, Fault
+from worker.faults import PROVIDER_TIMEOUT, STEP_SOURCE_MISSING, ErrorKind, Fault
 from worker.fetch import Fetcher
 from worker.pipeline import dispatch as routing
 from worker.pipeline.finalize import Finalizer
@@ -38,14 +38,18 @@ from worker.providers.base import (
 )
 from worker.storage.base import Storage
 from worker.usecases import callbacks
+from worker.values import chain
 from worker.values.canonical import EditInput
-from worker.values.records import AttemptRecord, JobRecord, Rejection
+from worker.values.records import AttemptRecord, JobRecord, OutputRecord, Rejection
 from worker.values.retry import Verdict, decide, poll_interval
 
 log = logging.getLogger("editq.pipeline")
 
 #: Most rows one tick looks at for each kind of repair.
 _TICK_BATCH = 500
+#: How long the presigned GET of a later step's source stays valid. A provider downloads
+#: it when it starts the work, which a long queue there can put hours after the submit.
+_SOURCE_URL_SECONDS = 24 * 3600
 
 
 class Pipeline:
@@ -73,7 +77,9 @@ class Pipeline:
             db,
             providers,
             OutputCopier(storage, fetcher),
-            QualityGate(fetcher, policy.quality, policy.quality_default, policy.quality_gate),
+            QualityGate(
+                fetcher, storage, policy.quality, policy.quality_default, policy.quality_gate
+            ),
             policy,
             leases,
             self._after_failure,
@@ -104,15 +110,27 @@ class Pipeline:
             if found is None:
                 return "stale"
             job, attempt = found
+            source = repo.step_source(job) if job.step > 1 else None
             if not repo.start_sending(attempt.id):
                 return "duplicate"
+        if job.step > 1 and source is None:
+            return self._after_failure(job, attempt, _source_missing(job))
+        return self._call(job, attempt, source)
+
+    def _call(self, job: JobRecord, attempt: AttemptRecord, source: OutputRecord | None) -> str:
+        """Send the attempt; ``source`` is the stored output a chain's later step edits."""
         provider = self._providers[attempt.provider]
-        edit = EditInput.model_validate(job.input)
+        # A later step edits the step before's output as stored in our bucket, never the
+        # provider's own (expiring) URL of it.
+        source_url = None
+        if source is not None:
+            source_url = self._storage.presign_get(source.key, _SOURCE_URL_SECONDS)
+        edit = chain.job_edit(job, source_url)
         public_url = self._policy.public_url
         webhook = provider.webhook_url(public_url, attempt.id) if public_url else None
-        upload = self._upload_url(job.id, edit) if provider.uploads_directly else None
+        upload = self._upload_url(job, edit) if provider.uploads_directly else None
         try:
-            with self._leases.holding(job.id, number):
+            with self._leases.holding(job.id, attempt.number):
                 sent = provider.submit(job.model, edit, attempt.id, webhook, upload)
         except ProviderCallError as exc:
             if exc.fault.code == PROVIDER_TIMEOUT:
@@ -144,12 +162,12 @@ class Pipeline:
             routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
         return "unanswered"
 
-    def _upload_url(self, job_id: uuid.UUID, edit: EditInput) -> str | None:
+    def _upload_url(self, job: JobRecord, edit: EditInput) -> str | None:
         # One presigned PUT is one object: a provider that would write several outputs to
         # it would overwrite them, so several outputs are downloaded by finalize instead.
         if edit.num_images != 1:
             return None
-        key = upload_key(job_id, edit)
+        key = upload_key(job.id, job.step, edit)
         return self._storage.presign_put(key, None, int(self._policy.lease_seconds) + 3600)
 
     # -- results: poll and webhook --------------------------------------------------------
@@ -215,7 +233,7 @@ class Pipeline:
         if isinstance(outcome, Failed):
             return self._after_failure(job, attempt, outcome.fault)
         if isinstance(outcome, Completed):
-            result = result_json(outcome, upload_key(job.id, EditInput.model_validate(job.input)))
+            result = result_json(outcome, upload_key(job.id, job.step, chain.job_edit(job)))
             with self._db.transaction() as repo:
                 repo.record_success(attempt.provider)
                 moved = repo.begin_finalize(attempt, request_id, result, self._policy.lease_seconds)
@@ -306,6 +324,15 @@ class Pipeline:
     def reconcile(self) -> int:
         """Repair jobs whose lease expired: their worker died or their message was lost."""
         return reconcile(self._db, self._providers, self._queue, self._policy)
+
+
+def _source_missing(job: JobRecord) -> Fault:
+    return Fault(
+        ErrorKind.TERMINAL,
+        STEP_SOURCE_MISSING,
+        f"step {job.step} edits output {chain.source_output(job.steps, job.step)} of step "
+        f"{job.step - 1}, which is no longer recorded; retry the job from its first step",
+    )
 
 
 def _ref(attempt: AttemptRecord) -> AttemptRef:

@@ -18,9 +18,12 @@ from typing import Any
 from sqlalchemy import (
     ClauseElement,
     Executable,
+    Integer,
     Interval,
     Text,
     bindparam,
+    case,
+    cast,
     func,
     literal,
     select,
@@ -37,6 +40,20 @@ from worker.faults import Fault
 NOW = func.now()
 #: The channel that transactions giving dispatch work notify on (:mod:`worker.pipeline.wakeups`).
 CHANNEL = "editq_dispatch"
+
+
+def _step_images() -> Any:
+    """How many images the step each job is on asks for (NULL: the default, one)."""
+    later = Job.steps.op("->", return_type=JSONB)(cast(Job.step - 2, Integer))
+    value = case(
+        (Job.step == 1, Job.input.op("->>", return_type=Text)("num_images")),
+        else_=later.op("->>", return_type=Text)("num_images"),
+    )
+    return cast(value, Integer)
+
+
+#: The ``num_images`` of the step each job is on, as SQL (a chain's steps may differ).
+STEP_IMAGES = _step_images()
 
 
 def seconds_from_now(value: float) -> Any:
@@ -118,7 +135,7 @@ class SessionBound:
             _shape_of(values),
             _shape_of(attempt_values),
         )
-        cacheable = None not in shape.values and None not in shape.attempt_values
+        cacheable = all(kind is not None for _, kind in (*shape.values, *shape.attempt_values))
         statement = _MOVES.get(shape) if cacheable else None
         if statement is None:
             statement = _move_statement(shape, values, attempt_values)

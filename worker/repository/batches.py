@@ -18,11 +18,11 @@ from models.state import (
     JobState,
     Transition,
 )
-from models.tables import Attempt, Batch, BatchReject, Job, JobEvent, JobOutput
+from models.tables import Attempt, Batch, BatchReject, Job, JobEvent
 from worker.faults import CANCELED, canceled_message
 from worker.repository.base import NOW, OPEN_OUTCOMES, seconds_from_now
-from worker.repository.reads import job_from_row, job_query, output_record
-from worker.repository.transitions import Transitions
+from worker.repository.ops import OpsMoves
+from worker.repository.reads import job_from_row, job_query
 from worker.values.batch_file import Reject
 from worker.values.records import (
     BatchProgress,
@@ -33,7 +33,7 @@ from worker.values.records import (
 )
 
 
-class BatchRows(Transitions):
+class BatchRows(OpsMoves):
     """SQL about batches; their jobs move through the same guarded transitions as any job."""
 
     def insert_batch(self, new: NewBatch) -> bool:
@@ -114,18 +114,24 @@ class BatchRows(Transitions):
         )
 
     def progress(self, batch_id: uuid.UUID, window_seconds: float) -> BatchProgress:
-        """Counts by state, cost so far, and how many jobs finished within the window."""
+        """Counts by state, cost so far, how many jobs finished within the window, and how
+        many steps (of the batch's chains) there are and are done."""
         recent = func.count().filter(Job.completed_at > seconds_from_now(-window_seconds))
+        steps = func.sum(1 + func.jsonb_array_length(Job.steps))
+        # The steps before the one a job is on are done; so is that one, if it succeeded.
+        done = func.sum(Job.step - 1 + case((Job.state == JobState.SUCCEEDED, 1), else_=0))
         rows = self.s.execute(
-            select(Job.state, func.count(), func.sum(Job.cost_usd), recent)
+            select(Job.state, func.count(), func.sum(Job.cost_usd), recent, steps, done)
             .where(Job.batch_id == batch_id)
             .group_by(Job.state)
         ).all()
         return BatchProgress(
-            counts={state: count for state, count, _, _ in rows},
-            cost_usd=sum((cost or Decimal(0) for _, _, cost, _ in rows), Decimal(0)),
-            recent=sum(n for _, _, _, n in rows),
+            counts={row[0]: row[1] for row in rows},
+            cost_usd=sum((row[2] or Decimal(0) for row in rows), Decimal(0)),
+            recent=sum(row[3] for row in rows),
             window_seconds=window_seconds,
+            steps_total=sum(int(row[4] or 0) for row in rows),
+            steps_done=sum(int(row[5] or 0) for row in rows),
         )
 
     # -- cancel ----------------------------------------------------------------------------
@@ -244,7 +250,7 @@ class BatchRows(Transitions):
     def batch_jobs(
         self, batch_id: uuid.UUID, chunk: int = 1000
     ) -> Iterator[tuple[JobRecord, list[OutputRecord]]]:
-        """Every job of a batch by external id, with its outputs, read in chunks."""
+        """Every job of a batch by external id, with every step's outputs, read in chunks."""
         jobs = self.run(
             job_query(Job.batch_id == batch_id)
             .order_by(Job.external_id)
@@ -252,14 +258,7 @@ class BatchRows(Transitions):
         )
         for page in jobs.partitions():
             part = [job_from_row(row) for row in page]
-            outputs: dict[uuid.UUID, list[OutputRecord]] = {}
-            rows = self.s.scalars(
-                select(JobOutput)
-                .where(JobOutput.job_id.in_([j.id for j in part]))
-                .order_by(JobOutput.job_id, JobOutput.index)
-            )
-            for output in rows:
-                outputs.setdefault(output.job_id, []).append(output_record(output))
+            outputs = self._outputs([j.id for j in part])
             for job in part:
                 yield job, outputs.get(job.id, [])
 

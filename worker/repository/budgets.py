@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, select, update
 from models.state import BatchState, JobState
 from models.tables import Batch, Job
 from worker.faults import BUDGET_EXHAUSTED
-from worker.repository.base import NOW
+from worker.repository.base import NOW, STEP_IMAGES
 from worker.repository.batches import BatchRows
 from worker.values.pricing import list_price
 from worker.values.records import BudgetUse
@@ -23,7 +23,7 @@ _COMMITTED = (JobState.SUBMITTING, JobState.RUNNING, JobState.FINALIZING)
 def _budgets_statement() -> Select[Any]:
     # Built once: every dispatch round runs it, and building it cost more than running it.
     in_flight = func.count().filter(Job.state.in_(_COMMITTED))
-    images = Job.input["num_images"].as_integer().label("images")
+    images = STEP_IMAGES.label("images")
     return (
         select(
             Batch.id,

@@ -20,6 +20,7 @@ from worker.repository.reads import job_from_row, job_query, output_record
 from worker.values.callback_events import (
     BATCH_COMPLETED,
     JOB_EVENTS,
+    STEP_SUCCEEDED,
     CallbackDetail,
     CallbackFilter,
     CallbackRecord,
@@ -28,7 +29,9 @@ from worker.values.callback_events import (
     Decision,
     Verdict,
     job_payload,
+    step_payload,
 )
+from worker.values.records import OutputRecord
 
 #: Jobs one statement of :meth:`CallbackRows.notify_jobs` reads at most.
 _CHUNK = 1000
@@ -67,13 +70,7 @@ class CallbackRows(SessionBound):
         ]
         if not jobs:
             return 0
-        outputs = defaultdict(list)
-        for row in self.s.scalars(
-            select(JobOutput)
-            .where(JobOutput.job_id.in_([j.id for j in jobs]))
-            .order_by(JobOutput.job_id, JobOutput.index)
-        ):
-            outputs[row.job_id].append(output_record(row))
+        outputs = self._outputs([j.id for j in jobs])
         rows = []
         for job in jobs:
             payload = job_payload(job, outputs[job.id])
@@ -89,6 +86,35 @@ class CallbackRows(SessionBound):
             )
         self.s.execute(insert(Callback), rows)
         return len(rows)
+
+    def notify_step(self, job_id: uuid.UUID, step: int) -> None:
+        """Write the ``job.step_succeeded`` callback of step ``step`` of a chain."""
+        row = self.run(job_query(Job.id == job_id, Job.callback_url.is_not(None))).first()
+        if row is None:
+            return
+        job = job_from_row(row)
+        outputs = self._outputs([job_id])[job_id]
+        self.s.execute(
+            insert(Callback).values(
+                id=uuid.uuid4(),
+                job_id=job.id,
+                batch_id=job.batch_id,
+                url=job.callback_url,
+                event=STEP_SUCCEEDED,
+                payload=step_payload(job, step, outputs),
+            )
+        )
+
+    def _outputs(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[OutputRecord]]:
+        """Every output of each job, by step then index."""
+        outputs: dict[uuid.UUID, list[OutputRecord]] = defaultdict(list)
+        for row in self.s.scalars(
+            select(JobOutput)
+            .where(JobOutput.job_id.in_(job_ids))
+            .order_by(JobOutput.job_id, JobOutput.step, JobOutput.index)
+        ):
+            outputs[row.job_id].append(output_record(row))
+        return outputs
 
     def notify_batch(self, batch_id: uuid.UUID, url: str, payload: dict[str, Any]) -> uuid.UUID:
         """Write the ``batch.completed`` callback of a batch, with the body it is sent."""

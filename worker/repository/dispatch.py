@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from models.state import TRANSITIONS, BatchState, JobState, Transition
 from models.tables import Attempt, Batch, Job, JobEvent
-from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.base import NOW, STEP_IMAGES, SessionBound, seconds_from_now
 from worker.values.records import Candidate, Claimed
 
 
@@ -49,7 +49,8 @@ class DispatchRows(SessionBound):
 
         Fair order is priority first, then round-robin: the first job of every running
         batch (and of the jobs in no batch), then the second of each, and so on; so one
-        10,000-row batch does not hold back an interactive job or another batch.
+        10,000-row batch does not hold back an interactive job or another batch. Within a
+        batch a chain's later step goes first: chains are finished before new ones start.
 
         Jobs waiting for a provider in ``stand_in_for`` (its breaker is open) that also list
         ``provider`` are taken too: that is failover at dispatch. ``FOR UPDATE SKIP LOCKED``
@@ -57,10 +58,10 @@ class DispatchRows(SessionBound):
         """
         params = {"due_provider": provider, "due_others": list(stand_in_for), "due_limit": limit}
         rows = [*self.run(_DUE_UNBATCHED, params), *self.run(_DUE_BATCHED, params)]
-        rows.sort(key=lambda r: (-r.priority, r.run_after, r.created_at))
+        rows.sort(key=lambda r: (-r.priority, -r.step, r.run_after, r.created_at))
         turn: dict[uuid.UUID | None, int] = {}
         ranked: list[tuple[int, int, Candidate]] = []
-        for job_id, batch_id, priority, _, _, model, num_images in rows:
+        for job_id, batch_id, priority, _, _, _, model, num_images in rows:
             turn[batch_id] = turn.get(batch_id, -1) + 1
             ranked.append(
                 (-priority, turn[batch_id], Candidate(job_id, batch_id, model, num_images or 1))
@@ -84,15 +85,22 @@ class DispatchRows(SessionBound):
                 lease_token=None,
                 updated_at=NOW,
             )
-            .returning(Job.id, Job.attempt)
+            .returning(Job.id, Job.attempt, Job.step)
         ).all()
         if not rows:
             return []
-        claimed = [Claimed(job_id, number, uuid.uuid4(), provider) for job_id, number in rows]
+        claimed = [Claimed(job_id, number, uuid.uuid4(), provider) for job_id, number, _ in rows]
+        steps = {job_id: step for job_id, _, step in rows}
         self.run(
             insert(Attempt),
             [
-                {"id": c.attempt_id, "job_id": c.job_id, "number": c.attempt, "provider": provider}
+                {
+                    "id": c.attempt_id,
+                    "job_id": c.job_id,
+                    "number": c.attempt,
+                    "step": steps[c.job_id],
+                    "provider": provider,
+                }
                 for c in claimed
             ],
         )
@@ -129,17 +137,18 @@ def _due_statements() -> tuple[Select[Any], Select[Any]]:
         Job.id,
         Job.batch_id,
         Job.priority,
+        Job.step,
         Job.run_after,
         Job.created_at,
         Job.model,
-        Job.input["num_images"].as_integer(),
+        STEP_IMAGES,
     )
 
     def head(*where: Any) -> Select[Any]:
         return (
             select(*columns)
             .where(Job.state == JobState.QUEUED, mine, Job.run_after <= NOW, *where)
-            .order_by(Job.priority.desc(), Job.run_after, Job.created_at)
+            .order_by(Job.priority.desc(), Job.step.desc(), Job.run_after, Job.created_at)
             .limit(bindparam("due_limit", type_=Integer))
             .with_for_update(skip_locked=True)
         )

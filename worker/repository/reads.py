@@ -11,6 +11,7 @@ from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
 from models.state import IN_FLIGHT_STATES, JobState
 from models.tables import Attempt, Job, JobEvent, JobOutput
 from worker.repository.base import SessionBound
+from worker.values import chain
 from worker.values.records import (
     AttemptRecord,
     Cursor,
@@ -44,7 +45,9 @@ class Reads(SessionBound):
             select(*ATTEMPT_COLUMNS).where(Attempt.job_id == job_id).order_by(Attempt.number)
         )
         outputs = self.s.scalars(
-            select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.index)
+            select(JobOutput)
+            .where(JobOutput.job_id == job_id)
+            .order_by(JobOutput.step, JobOutput.index)
         )
         events = self.s.scalars(
             select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
@@ -70,6 +73,17 @@ class Reads(SessionBound):
         """
         row = self.run(_JOB_AT, {"job_id": job_id, "state": state, "number": number}).first()
         return None if row is None else (job_from_row(row), attempt_from_row(row))
+
+    def step_source(self, job: JobRecord) -> OutputRecord | None:
+        """The stored output of the step before that the step ``job`` is on edits."""
+        row = self.s.scalars(
+            select(JobOutput).where(
+                JobOutput.job_id == job.id,
+                JobOutput.step == job.step - 1,
+                JobOutput.index == chain.source_output(job.steps, job.step),
+            )
+        ).first()
+        return None if row is None else output_record(row)
 
     def current_attempt(self, job_id: uuid.UUID, number: int) -> AttemptRecord | None:
         """Attempt ``number`` of a job."""
@@ -144,6 +158,8 @@ def job_from_row(row: Row[Any]) -> JobRecord:
     """A row holding :data:`JOB_COLUMNS` as a frozen record."""
     values = {f.name: getattr(row, f.name) for f in fields(JobRecord)}
     values["providers"] = tuple(values["providers"])
+    values["steps"] = tuple(values["steps"])
+    values["callback_events"] = tuple(values["callback_events"])
     return JobRecord(**values)
 
 
@@ -165,6 +181,7 @@ def output_record(row: JobOutput) -> OutputRecord:
         row.bytes,
         row.sha256,
         row.quality,
+        row.step,
     )
 
 

@@ -243,6 +243,8 @@ def job_values(new: NewJob) -> dict[str, Any]:
         "request_hash": new.request_hash,
         "batch_id": new.batch_id,
         "quality": new.quality,
+        "steps": list(new.steps),
+        "callback_events": list(new.callback_events),
     }
 
 

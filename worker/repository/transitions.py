@@ -7,22 +7,17 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from models.state import TRANSITIONS, BatchState, Transition
-from models.tables import Batch, Job, JobEvent, JobOutput
-from worker.faults import CANCELED, Fault, canceled_message
-from worker.repository.base import NOW, OPEN_OUTCOMES, FromNow, Plus, finished_attempt
+from models.state import Transition
+from models.tables import JobOutput
+from worker.faults import Fault
+from worker.repository.base import NOW, FromNow, Plus, finished_attempt
 from worker.repository.callbacks import CallbackRows
-from worker.repository.reads import Reads, filter_clauses, job_from_row, job_query
-from worker.values.records import (
-    AttemptRecord,
-    JobFilter,
-    JobRecord,
-    OutputRecord,
-    Rejection,
-)
+from worker.repository.reads import Reads
+from worker.values import chain
+from worker.values.callback_events import STEP_SUCCEEDED
+from worker.values.records import AttemptRecord, JobRecord, OutputRecord, Rejection
 
 
 class Transitions(CallbackRows, Reads):
@@ -84,6 +79,7 @@ class Transitions(CallbackRows, Reads):
 
     def succeed(
         self,
+        job: JobRecord,
         attempt: AttemptRecord,
         token: uuid.UUID,
         outputs: Sequence[OutputRecord],
@@ -91,10 +87,10 @@ class Transitions(CallbackRows, Reads):
         reports: list[dict[str, Any]] | None = None,
         source_facts: dict[str, Any] | None = None,
     ) -> bool:
-        """Every output is stored: record them and finish the job (once).
+        """Every output of the job's last step is stored: record them and finish it (once).
 
         ``reports`` are the quality gate's, kept on the attempt (None: the gate was off);
-        ``source_facts``, what it read of the source just now, on the job.
+        ``source_facts``, what it read of the step's source just now, on the job.
         """
         values: dict[str, Any] = {
             "lease_expires_at": None,
@@ -107,45 +103,88 @@ class Transitions(CallbackRows, Reads):
         if source_facts is not None:
             values["source_facts"] = source_facts
         moved = self._move(
-            attempt.job_id,
+            job.id,
             Transition.SUCCEED,
             attempt.number,
             values,
             lease_token=token,
-            data={"outputs": len(outputs)},
-            attempt_update=(
-                attempt.id,
-                {
-                    "outcome": "succeeded",
-                    "finished_at": NOW,
-                    "cost_usd": cost_usd,
-                    "quality": reports,
-                },
-            ),
+            data={"outputs": len(outputs), "step": job.step},
+            attempt_update=(attempt.id, _succeeded(cost_usd, reports)),
         )
         if moved is None:
             return False
-        if outputs:
-            self.run(
-                insert(JobOutput),
-                [
-                    {
-                        "job_id": attempt.job_id,
-                        "index": o.index,
-                        "key": o.key,
-                        "content_type": o.content_type,
-                        "width": o.width,
-                        "height": o.height,
-                        "bytes": o.bytes,
-                        "sha256": o.sha256,
-                        "quality": o.quality,
-                    }
-                    for o in outputs
-                ],
-            )
+        self._keep_outputs(job.id, outputs)
         if moved.callback_url is not None:
-            self.notify_job(attempt.job_id)
+            self.notify_job(job.id)
         return True
+
+    def advance(
+        self,
+        job: JobRecord,
+        attempt: AttemptRecord,
+        token: uuid.UUID,
+        outputs: Sequence[OutputRecord],
+        cost_usd: Decimal,
+        reports: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """A step of a chain (not its last) is stored: record it and queue the next step.
+
+        The next step starts afresh: its first provider, a full attempt budget and quality
+        retries, and a new source (the gate reads it when the step's outputs are checked).
+        It is due at once; dispatch takes a chain's later step before new chains.
+        """
+        following = job.step + 1
+        providers = chain.providers_of(job.steps, following)
+        moved = self._move(
+            job.id,
+            Transition.ADVANCE,
+            attempt.number,
+            {
+                "lease_expires_at": None,
+                "lease_token": None,
+                "error_code": None,
+                "error_message": None,
+                "cost_usd": Plus(cost_usd),
+                "step": Plus(1),
+                "providers": list(providers),
+                "provider": providers[0],
+                "failed_attempts": 0,
+                "quality_retries": 0,
+                "source_facts": None,
+                "run_after": NOW,
+            },
+            lease_token=token,
+            data={"outputs": len(outputs), "step": job.step, "next_step": following},
+            attempt_update=(attempt.id, _succeeded(cost_usd, reports)),
+        )
+        if moved is None:
+            return False
+        self._keep_outputs(job.id, outputs)
+        if moved.callback_url is not None and STEP_SUCCEEDED in job.callback_events:
+            self.notify_step(job.id, job.step)
+        return True
+
+    def _keep_outputs(self, job_id: uuid.UUID, outputs: Sequence[OutputRecord]) -> None:
+        if not outputs:
+            return
+        self.run(
+            insert(JobOutput),
+            [
+                {
+                    "job_id": job_id,
+                    "step": o.step,
+                    "index": o.index,
+                    "key": o.key,
+                    "content_type": o.content_type,
+                    "width": o.width,
+                    "height": o.height,
+                    "bytes": o.bytes,
+                    "sha256": o.sha256,
+                    "quality": o.quality,
+                }
+                for o in outputs
+            ],
+        )
 
     def requeue(
         self,
@@ -224,101 +263,6 @@ class Transitions(CallbackRows, Reads):
             self.notify_job(attempt.job_id)
         return True
 
-    def cancel(self, job_id: uuid.UUID, reason: str | None) -> JobRecord | None:
-        """Cancel a job that is not terminal; returns it as it was before, or None.
-
-        The job's error says it was canceled, by whom and why (an earlier attempt's error is
-        not its story any more), and its open attempt is closed as ``canceled``.
-        """
-        before = self.run(job_query(Job.id == job_id).with_for_update()).first()
-        if before is None:
-            return None
-        job = job_from_row(before)
-        attempt = self.current_attempt(job_id, job.attempt) if job.attempt else None
-        closing = None
-        if attempt is not None and attempt.outcome in OPEN_OUTCOMES:
-            closing = (attempt.id, {"outcome": "canceled", "finished_at": NOW})
-        moved = self._move(
-            job_id,
-            Transition.CANCEL,
-            None,
-            {
-                "lease_expires_at": None,
-                "lease_token": None,
-                "next_poll_at": None,
-                "completed_at": NOW,
-                "error_code": CANCELED,
-                "error_message": canceled_message(self.actor, reason),
-            },
-            reason=reason,
-            attempt_update=closing,
-        )
-        if moved is None:
-            return None
-        if moved.callback_url is not None:
-            self.notify_job(job_id)
-        return job
-
-    def retry(self, job_id: uuid.UUID, reason: str | None) -> bool:
-        """Send a failed or canceled job round again with a fresh attempt budget."""
-        moved = self._move(job_id, Transition.RETRY, None, _RETRY_VALUES, reason=reason)
-        if moved is None:
-            return False
-        self.reopen_batches([job_id])
-        return True
-
-    def retry_matching(self, where: JobFilter, reason: str) -> list[uuid.UUID]:
-        """Retry every failed or canceled job matching ``where``, in one statement.
-
-        Each retried job gets its ``retry`` event, with ``reason``, in the same transaction.
-        """
-        move = TRANSITIONS[Transition.RETRY]
-        rows = self.run(
-            update(Job)
-            .where(Job.state.in_(move.sources), *filter_clauses(where))
-            .values(state=move.target, updated_at=NOW, **_RETRY_VALUES)
-            .returning(Job.id, Job.attempt)
-        ).all()
-        if rows:
-            self.run(
-                insert(JobEvent),
-                [
-                    {
-                        "job_id": job_id,
-                        "transition": Transition.RETRY.value,
-                        "state": move.target,
-                        "attempt": attempt,
-                        "actor": self.actor,
-                        "reason": reason,
-                        "data": {"bulk": True},
-                    }
-                    for job_id, attempt in rows
-                ],
-            )
-            self.reopen_batches([job_id for job_id, _ in rows])
-            self.wake_dispatch()
-        return [job_id for job_id, _ in rows]
-
-    def reopen_batches(self, job_ids: Sequence[uuid.UUID]) -> None:
-        """Jobs of these batches were retried: a finished batch runs again."""
-        if not job_ids:
-            return
-        batch_ids = select(Job.batch_id).where(Job.id.in_(job_ids), Job.batch_id.is_not(None))
-        self.run(
-            update(Batch)
-            .where(
-                Batch.id.in_(batch_ids.scalar_subquery()),
-                Batch.state.in_((BatchState.FINALIZING, BatchState.COMPLETED, BatchState.CANCELED)),
-            )
-            .values(
-                state=BatchState.RUNNING,
-                cancel_requested_at=None,
-                lease_expires_at=None,
-                completed_at=None,
-                updated_at=NOW,
-            )
-        )
-
     def abandon(self, attempt: AttemptRecord, fault: Fault) -> bool:
         """Requeue a job whose submitting worker vanished, without counting the attempt."""
         moved = self._move(
@@ -333,17 +277,9 @@ class Transitions(CallbackRows, Reads):
         return moved is not None
 
 
-#: What a retry resets: the job starts over on its first provider with a fresh budget (of
-#: attempts and of quality retries).
-_RETRY_VALUES = {
-    "run_after": NOW,
-    "failed_attempts": 0,
-    "quality_retries": 0,
-    "provider": Job.providers[1],
-    "completed_at": None,
-    "error_code": None,
-    "error_message": None,
-}
+def _succeeded(cost_usd: Decimal, reports: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """What an attempt whose outputs were all stored records."""
+    return {"outcome": "succeeded", "finished_at": NOW, "cost_usd": cost_usd, "quality": reports}
 
 
 def _charged(values: dict[str, Any], rejection: Rejection | None) -> dict[str, Any]:

@@ -30,6 +30,10 @@ class NewJob:
     request_hash: str | None = None
     batch_id: uuid.UUID | None = None
     quality: dict[str, Any] | None = None
+    #: The later steps, as :func:`worker.values.chain.stored` keeps them.
+    steps: tuple[dict[str, Any], ...] = ()
+    #: Callback events besides the terminal ones (``job.step_succeeded``).
+    callback_events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ class OutputRecord:
     sha256: str
     #: The quality gate's report (:meth:`worker.values.quality.Report.to_json`); None: off.
     quality: dict[str, Any] | None = None
+    #: The step of the job's chain that made it.
+    step: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,8 @@ class AttemptRecord:
     finished_at: datetime | None
     #: The quality gate's report on each output, with where it is kept.
     quality: list[dict[str, Any]] | None = None
+    #: The step of the job's chain it was for.
+    step: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +122,24 @@ class JobRecord:
     completed_at: datetime | None
     #: The job's own quality policy (``{"on_failure", "max_retries"}``); None: the default.
     quality: dict[str, Any] | None = None
-    #: Attempts spent so far on outputs that failed a quality check.
+    #: Attempts spent so far on outputs that failed a quality check (in this step).
     quality_retries: int = 0
+    #: The step the job is on, from 1; a failed or canceled chain stays on its step.
+    step: int = 1
+    #: The later steps (:func:`worker.values.chain.stored`); empty for a one-step job.
+    steps: tuple[dict[str, Any], ...] = ()
+    #: Callback events sent besides the terminal ones (``job.step_succeeded``).
+    callback_events: tuple[str, ...] = ()
+
+    @property
+    def length(self) -> int:
+        """How many steps the job's chain has."""
+        return 1 + len(self.steps)
+
+    @property
+    def on_last_step(self) -> bool:
+        """Whether the step the job is on is its chain's last."""
+        return self.step >= self.length
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +245,9 @@ class BatchProgress:
     #: Jobs that reached a terminal state within the last ``window_seconds``.
     recent: int
     window_seconds: float
+    #: Steps of the batch's jobs (a one-step job counts one), and those done.
+    steps_total: int = 0
+    steps_done: int = 0
 
 
 @dataclass(frozen=True, slots=True)
