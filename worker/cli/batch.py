@@ -30,7 +30,7 @@ from worker.cli.output import (
     whole,
 )
 from worker.storage.base import Storage
-from worker.usecases.batches import BatchOptions
+from worker.usecases.batch_ingest import BatchOptions
 from worker.values.batch_file import Reject, format_of
 from worker.values.batch_status import BatchStatus
 from worker.values.canonical import ModelName
@@ -133,7 +133,8 @@ def _follow(container: Container, batch_id: uuid.UUID, timeout: float) -> BatchS
         TextColumn(
             "[green]{task.fields[done]} done[/green] [red]{task.fields[failed]} failed[/red] "
             "[yellow]{task.fields[canceled]} canceled[/yellow] "
-            "[cyan]{task.fields[flying]} in flight[/cyan] {task.fields[rate]}/s "
+            "[cyan]{task.fields[flying]} in flight[/cyan] steps {task.fields[steps]} "
+            "{task.fields[rate]}/s "
             "ETA {task.fields[eta]} ${task.fields[cost]}"
         ),
         TimeElapsedColumn(),
@@ -161,6 +162,7 @@ def _fields(status: BatchStatus) -> dict[str, Any]:
         "failed": status.failed,
         "canceled": status.canceled,
         "flying": status.in_flight,
+        "steps": f"{status.progress.steps_done}/{status.progress.steps_total}",
         "rate": f"{status.rate:.1f}",
         "eta": "-" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta)),
         "cost": f"{status.progress.cost_usd:.2f}",
@@ -187,6 +189,9 @@ def _print_status(status: BatchStatus, as_json: bool = False) -> None:
     table.add_row("rows", f"{batch.rows_accepted} accepted, {batch.rows_rejected} rejected")
     for state, count in sorted(status.progress.counts.items()):
         table.add_row(state.value, str(count))
+    if status.progress.steps_total > batch.rows_accepted:
+        progress = status.progress
+        table.add_row("steps", f"{progress.steps_done} of {progress.steps_total} done")
     table.add_row("cost", f"${status.progress.cost_usd:.2f}")
     table.add_row("rate", f"{status.rate:.2f} jobs/s (last minute)")
     eta = status.eta_seconds

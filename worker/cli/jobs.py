@@ -119,10 +119,23 @@ def submit(
         str | None,
         typer.Option(help="The same key and request again give back the first job, not a new one."),
     ] = None,
+    then: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--then",
+            metavar="PROMPT",
+            help="A next step: edits the output of the step before; repeat for a chain.",
+        ),
+    ] = None,
+    step_callbacks: Annotated[
+        bool,
+        typer.Option("--step-callbacks", help="Also send job.step_succeeded to --callback-url."),
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the job finishes.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600,
 ) -> None:
-    """Submit one edit job; prints its id (and, with --wait, its outcome)."""
+    """Submit one edit job (a chain, with --then); prints its id (and, with --wait, its
+    outcome, each step as it finishes)."""
     try:
         body = JobCreate.model_validate(
             {
@@ -144,6 +157,8 @@ def submit(
                 "priority": priority,
                 "metadata": _pairs(metadata or []),
                 "quality": {"on_failure": on_failure.value} if on_failure else None,
+                "steps": [{"prompt": p} for p in then or []],
+                "callback_events": ["job.step_succeeded"] if step_callbacks else [],
             }
         )
     except ValidationError as exc:

@@ -30,6 +30,7 @@ from worker.api.schemas.jobs import JobOut, RetryReportOut, callback_out, detail
 from worker.cli.common import err, out
 from worker.config import KNOWN_PROVIDERS
 from worker.usecases.jobs import RetryReport
+from worker.values import chain
 from worker.values.callback_events import CallbackFilter
 from worker.values.canonical import EditInput
 from worker.values.quality_policy import ON_FAILURE
@@ -140,12 +141,13 @@ def job_document(container: Container, detail: JobDetail) -> JobOut:
 def print_jobs(jobs: list[JobRecord] | tuple[JobRecord, ...], title: str | None = None) -> None:
     """Jobs as a table, one a row, ids whole."""
     table = Table(
-        whole("id"), "state", "provider", "attempt", whole("error"), "cost",
+        whole("id"), "state", "step", "provider", "attempt", whole("error"), "cost",
         whole("external id"), whole("created"), title=title,
     )  # fmt: skip
     for job in jobs:
         table.add_row(
-            str(job.id), state(job.state), job.provider or "", str(job.attempt),
+            str(job.id), state(job.state), f"{job.step}/{job.length}", job.provider or "",
+            str(job.attempt),
             job.error_code or "", f"${job.cost_usd:.2f}", escape(job.external_id or ""),
             job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )  # fmt: skip
@@ -160,7 +162,10 @@ def print_job(container: Container, detail: JobDetail) -> None:
         line(f"external id: {escape(job.external_id)}")
     line(f"prompt: {escape(str(job.input.get('prompt')))}")
     if job.error_code:
-        line(f"error: [red]{job.error_code}[/red] {escape(job.error_message or '')}")
+        at = f" (step {job.step})" if job.length > 1 else ""
+        line(f"error{at}: [red]{job.error_code}[/red] {escape(job.error_message or '')}")
+    if job.length > 1:
+        _print_steps(detail)
     attempts = Table(
         "attempt", "provider", "outcome", whole("request id"), whole("error"), title="attempts"
     )
@@ -174,7 +179,8 @@ def print_job(container: Container, detail: JobDetail) -> None:
     seconds = container.settings.presign_get_seconds
     for o in detail.outputs:
         size = f"{o.width}x{o.height}" if o.width and o.height else "?"
-        line(f"  {o.index}  {o.key}  {o.content_type}  {size}  {o.bytes} bytes")
+        of = f"step {o.step} " if job.length > 1 else ""
+        line(f"  {of}{o.index}  {o.key}  {o.content_type}  {size}  {o.bytes} bytes")
         line(f"     sha256 {o.sha256}")
         line(f"     url    {escape(container.storage.presign_get(o.key, seconds))}")
         if o.quality is not None:
@@ -198,6 +204,24 @@ def print_job(container: Container, detail: JobDetail) -> None:
     sys.stdout.flush()
 
 
+def _print_steps(detail: JobDetail) -> None:
+    """A chain's steps: what each asks, where it is, where it ran, what it cost."""
+    job = detail.job
+    table = Table("step", whole("prompt"), "state", "provider", "attempts", "cost", title="steps")
+    for step in range(1, job.length + 1):
+        tried = [a for a in detail.attempts if a.step == step]
+        shown = "succeeded" if step < job.step else "pending" if step > job.step else job.state
+        table.add_row(
+            str(step),
+            escape(chain.prompt_of(job, step)),
+            state(JobState(shown)) if shown != "pending" else "pending",
+            tried[-1].provider if tried else "",
+            str(len(tried)),
+            f"${sum(a.cost_usd or 0 for a in tried):.2f}",
+        )
+    print_table(table)
+
+
 def quality_summary(report: dict[str, Any]) -> str:
     """One line of a quality report: the verdict, the flags, the scores that matter most."""
     verdict = "passed" if report.get("passed") else f"[red]failed {report.get('failed')}[/red]"
@@ -217,17 +241,36 @@ def follow(container: Container, job_id: uuid.UUID, timeout: float) -> JobDetail
     jobs = container.jobs("cli")
     deadline = time.monotonic() + timeout
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    shown = 0  # the steps whose outputs were printed
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("queued", total=None)
         while True:
             detail = jobs.get(job_id)
-            progress.update(task, description=f"{detail.job.state} (attempt {detail.job.attempt})")
-            if detail.job.state in TERMINAL_STATES:
+            job = detail.job
+            done = job.step if job.state is JobState.SUCCEEDED else job.step - 1
+            for step in range(shown + 1, done + 1):
+                if job.length > 1:
+                    _print_step_done(progress, detail, step)
+            shown = max(shown, done)
+            at = f"step {job.step}/{job.length} " if job.length > 1 else ""
+            progress.update(task, description=f"{at}{job.state} (attempt {job.attempt})")
+            if job.state in TERMINAL_STATES:
                 return detail
             if time.monotonic() > deadline:
                 err.print(f"[yellow]still {detail.job.state} after {timeout:.0f} s[/yellow]")
                 raise typer.Exit(1)
             time.sleep(0.5)
+
+
+def _print_step_done(progress: Progress, detail: JobDetail, step: int) -> None:
+    """One line on stderr as a chain's step is stored, naming its outputs."""
+    job = detail.job
+    keys = ", ".join(o.key for o in detail.outputs if o.step == step)
+    progress.console.print(
+        f"step {step}/{job.length} [green]succeeded[/green]: "
+        f"{escape(chain.prompt_of(job, step))} -> {escape(keys)}",
+        soft_wrap=True,
+    )
 
 
 def print_moved(job: JobRecord, as_json: bool) -> None:

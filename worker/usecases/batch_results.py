@@ -19,6 +19,7 @@ from models.state import TERMINAL_STATES, BatchState, JobState
 from worker.database import Database
 from worker.errors import BatchNotFinished, BatchNotFound
 from worker.storage.base import Storage
+from worker.values import chain
 from worker.values.batch_file import Reject
 from worker.values.batch_status import RATE_WINDOW_SECONDS, ResultFiles
 from worker.values.callback_events import BATCH_COMPLETED
@@ -66,18 +67,28 @@ class BatchResults:
         self._storage.put(key, spool.read(), "application/x-ndjson")
 
     def _result_line(self, job: JobRecord, outputs: Sequence[OutputRecord]) -> dict[str, Any]:
+        """A job's line: its final outputs (its last step's), and each step's outputs."""
+        shown = [
+            asdict(o) | {"url": self._storage.presign_get(o.key, self._url_seconds)}
+            for o in outputs
+        ]
         line: dict[str, Any] = {
             "external_id": job.external_id,
             "job_id": str(job.id),
             "state": job.state.value,
-            "outputs": [
-                asdict(o) | {"url": self._storage.presign_get(o.key, self._url_seconds)}
-                for o in outputs
+            "outputs": [o for o in shown if o["step"] == job.length],
+            "steps": [
+                {
+                    "step": step,
+                    "prompt": chain.prompt_of(job, step),
+                    "outputs": [o for o in shown if o["step"] == step],
+                }
+                for step in range(1, job.length + 1)
             ],
             "cost_usd": str(job.cost_usd),
         }
         if job.error_code and job.state is not JobState.SUCCEEDED:
-            line["error"] = {"code": job.error_code, "message": job.error_message}
+            line["error"] = {"code": job.error_code, "message": job.error_message, "step": job.step}
         return line
 
     def results(self, batch_id: uuid.UUID) -> ResultFiles:
@@ -129,6 +140,7 @@ def failure_line(job: JobRecord) -> dict[str, Any]:
         "state": job.state.value,
         "code": job.error_code or job.state.value,
         "message": job.error_message or f"the job was {job.state.value}",
+        "step": job.step,
     }
 
 
@@ -152,6 +164,7 @@ def _batch_data(batch: BatchRecord, progress: BatchProgress) -> dict[str, Any]:
             "rejected": batch.rows_rejected,
         },
         "counts": {s.value: progress.counts.get(s, 0) for s in TERMINAL_STATES},
+        "steps": {"total": progress.steps_total, "done": progress.steps_done},
         "cost_usd": str(progress.cost_usd),
         "results_key": batch.results_key,
         "errors_key": batch.errors_key,

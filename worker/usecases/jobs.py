@@ -15,6 +15,7 @@ from typing import Any
 from models.state import TRANSITIONS, JobState, Transition
 from worker.database import Database, TaskQueue, publish
 from worker.errors import (
+    ChainInvalid,
     IdempotencyConflict,
     ImageUrlRefused,
     InvalidTransition,
@@ -26,7 +27,9 @@ from worker.faults import CATALOGUE
 from worker.fetch import Fetcher, FetchError
 from worker.providers.base import Provider, Unsupported
 from worker.usecases.callbacks import CallbackTargets
+from worker.values import chain
 from worker.values.canonical import EditInput
+from worker.values.chain import StepIn
 from worker.values.quality_policy import QualityPolicy
 from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob
 
@@ -44,10 +47,14 @@ class JobRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: What a failed quality check does to this job; None: the settings' default.
     quality: QualityPolicy | None = None
+    #: The steps after the first (:mod:`worker.values.chain`); empty for a one-step job.
+    steps: tuple[StepIn, ...] = ()
+    #: Callback events besides the terminal ones (``job.step_succeeded``).
+    callback_events: tuple[str, ...] = ()
 
     def fingerprint(self) -> str:
         """sha256 of the request in canonical JSON; equal requests give equal fingerprints."""
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "input": self.input.model_dump(mode="json", exclude_none=True),
             "providers": list(self.providers),
@@ -58,6 +65,10 @@ class JobRequest:
         }
         if self.quality is not None:
             body["quality"] = self.quality.to_json()
+        if self.steps:
+            body["steps"] = [s.model_dump(mode="json", exclude_unset=True) for s in self.steps]
+        if self.callback_events:
+            body["callback_events"] = sorted(self.callback_events)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -136,6 +147,7 @@ class Jobs:
         self.check_callback_url(request.callback_url)
         self.check_source(request.input.image_url)
         eligible, excluded = self.route(request.model, request.input, request.providers)
+        steps = self.plan_steps(request.model, request.input, request.providers, request.steps)
         new = NewJob(
             id=uuid.uuid4(),
             model=request.model,
@@ -150,6 +162,8 @@ class Jobs:
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
             quality=None if request.quality is None else request.quality.to_json(),
+            steps=tuple(steps),
+            callback_events=request.callback_events,
         )
         with self._db.transaction() as repo:
             created = repo.insert_job(new)
@@ -162,12 +176,40 @@ class Jobs:
             raise IdempotencyConflict(key=idempotency_key)
         return job, created
 
+    def plan_steps(
+        self,
+        model: str,
+        first: EditInput,
+        providers: Sequence[str],
+        steps: Sequence[StepIn],
+    ) -> list[dict[str, Any]]:
+        """A chain's later steps as the job row keeps them, each routed on its own.
+
+        Raises :class:`ChainInvalid` for a step that edits an output not made (or a chain
+        too long), :class:`NoProviderCanRun` for a step none of its providers can run.
+        """
+        planned = chain.plan(first, steps)
+        found = chain.problems(first, planned)
+        if found:
+            raise ChainInvalid(
+                f"{found[0].field}: {found[0].message}",
+                fields=[{"field": p.field, "rule": p.rule, "message": p.message} for p in found],
+            )
+        kept: list[dict[str, Any]] = []
+        asked = tuple(providers)
+        for i, step in enumerate(planned):
+            asked = step.providers or asked
+            eligible, _ = self.route(model, step.edit, asked, field=f"steps.{i}")
+            kept.append(chain.stored(step, eligible))
+        return kept
+
     def route(
-        self, model: str, edit: EditInput, providers: Sequence[str]
+        self, model: str, edit: EditInput, providers: Sequence[str], field: str = "input"
     ) -> tuple[tuple[str, ...], dict[str, str]]:
         """The providers that can run an edit, in order, and why the others cannot.
 
-        ``providers`` is the producer's list (empty: the default order). Raises
+        ``providers`` is the producer's list (empty: the default order); ``field`` names the
+        edit in errors (``input``, or ``steps.0`` for a chain's second step). Raises
         :class:`NoProviderCanRun` when none can.
         """
         eligible: list[str] = []
@@ -185,7 +227,7 @@ class Jobs:
             excluded[name] = "; ".join(f"{u.field}: {u.reason}" for u in refused)
             problems += [
                 {
-                    "field": u.field if u.field in {"model", "providers"} else f"input.{u.field}",
+                    "field": u.field if u.field in {"model", "providers"} else f"{field}.{u.field}",
                     "rule": "unsupported_by_provider",
                     "message": f"{name}: {u.reason}",
                 }

@@ -5,9 +5,23 @@ optional parameter) and, optionally, its own ``model``, ``priority``, ``provider
 ``callback_url`` and ``quality_on_failure``. In CSV these are columns (an empty cell means
 "not given"; ``providers`` is a space-separated list); in JSONL, keys.
 
-A problem with one row rejects that row, with its line, field and rule. A problem with the
-file itself (not UTF-8, a CSV header naming an unknown column) raises
-:class:`BatchFileInvalid`: no row of such a file can be trusted.
+A row may also be a multi-turn edit chain (:mod:`worker.values.chain`): its request is step
+1, and each later step edits an output of the step before. In JSONL the later steps are the
+``steps`` key, a list of objects each read as a :class:`~worker.values.chain.StepIn` (its
+``prompt``, which output of the step before it edits, ``use_output``, any parameter that
+changes, its own ``providers``); ``null`` or ``[]`` means none. In CSV they are the columns
+``prompt_2``, ``prompt_3``, ... up to ``prompt_{MAX_STEPS}``, each the prompt of that step
+(every other parameter carries over from step 1); an empty cell means no such step, and the
+filled ones must be consecutive: ``prompt_3`` without ``prompt_2`` is a ``step_gap``. Any other
+``prompt_*`` column is unknown.
+
+A problem with one row rejects that row, with its line, field and rule: a bad field of a step
+is named by its place, as in ``steps.1.num_images`` (``prompt_3`` in CSV), with pydantic's
+error type as the rule; a chain of more than ``MAX_STEPS`` steps is ``too_long`` (field
+``steps``), and a step editing an output the step before does not make is
+``output_not_made`` (field ``steps.{i}.use_output``). A problem with the file itself (not
+UTF-8, a CSV header naming an unknown column) raises :class:`BatchFileInvalid`: no row of
+such a file can be trusted.
 """
 
 from __future__ import annotations
@@ -15,15 +29,17 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from worker.errors import BatchFileInvalid, BatchFormatUnknown
+from worker.values import chain
 from worker.values.canonical import EditInput, ModelName
+from worker.values.chain import MAX_STEPS, StepIn
 from worker.values.quality_policy import OnFailure
 from worker.values.storable import StorableText
 
@@ -38,8 +54,11 @@ ROW_OPTIONS = (
     "callback_url",
     "quality_on_failure",
 )
-#: Every column (CSV) or key (JSONL) a row may have.
-COLUMNS = frozenset((*ROW_OPTIONS, *EditInput.model_fields))
+#: The CSV columns giving the prompts of a chain's later steps: steps 2, 3, ... in order.
+STEP_PROMPTS = tuple(f"prompt_{n}" for n in range(2, MAX_STEPS + 1))
+#: Every column a CSV row may have (a JSONL row has the same keys, ``steps`` in place of
+#: the ``prompt_{n}`` ones).
+COLUMNS = frozenset((*ROW_OPTIONS, *EditInput.model_fields, *STEP_PROMPTS))
 REQUIRED_COLUMNS = ("external_id", "image_url", "prompt")
 
 
@@ -80,7 +99,10 @@ class Row:
 
     line: int
     options: RowOptions
+    #: Step 1 of the row's chain (its only step when ``steps`` is empty).
     input: EditInput
+    #: The chain's later steps, as the row wrote them: ``steps[0]`` is step 2.
+    steps: tuple[StepIn, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +124,7 @@ def read_rows(source: IO[bytes], fmt: BatchFormat) -> Iterator[Row | Reject]:
         if isinstance(values, Reject):
             yield values
             continue
-        checked = check_row(line, values)
+        checked = check_row(line, values, fmt)
         if isinstance(checked, Row):
             external_id = checked.options.external_id
             if external_id in seen:
@@ -114,18 +136,110 @@ def read_rows(source: IO[bytes], fmt: BatchFormat) -> Iterator[Row | Reject]:
         yield checked
 
 
-def check_row(line: int, values: dict[str, Any]) -> Row | Reject:
-    """One row's values as a :class:`Row`, or the first rule it breaks."""
+def check_row(line: int, values: dict[str, Any], fmt: BatchFormat = "jsonl") -> Row | Reject:
+    """One row's values as a :class:`Row`, or the first rule it breaks.
+
+    ``values`` are a JSONL row's keys, or (``fmt="csv"``) a CSV row's non-empty cells. Step 1
+    is checked before the later steps, and each step's own fields before the chain's rules.
+    """
     external_id = values.get("external_id")
     named = str(external_id) if isinstance(external_id, str | int) else None
+    later_keys = STEP_PROMPTS if fmt == "csv" else ("steps",)
     options = {k: v for k, v in values.items() if k in ROW_OPTIONS}
-    request = {k: v for k, v in values.items() if k not in ROW_OPTIONS}
+    request = {k: v for k, v in values.items() if k not in ROW_OPTIONS and k not in later_keys}
     try:
-        return Row(line, RowOptions.model_validate(options), EditInput.model_validate(request))
+        row = Row(line, RowOptions.model_validate(options), EditInput.model_validate(request))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "row"
-        return Reject(line, named, field, first["type"], f"{field}: {first['msg']}")
+        found = _problem(exc, lambda loc: ".".join(str(p) for p in loc) or "row")
+        return Reject(line, named, found.field, found.rule, found.message)
+    steps: tuple[StepIn, ...] | chain.Problem
+    if fmt == "csv":
+        given = {k: v for k, v in values.items() if k in STEP_PROMPTS}
+        later = [{"prompt": given[c]} for c in STEP_PROMPTS if c in given]
+        steps = _step_gap(given) or _chain(row.input, later, _csv_step_field)
+    else:
+        steps = _chain(row.input, values.get("steps"), _jsonl_step_field)
+    if isinstance(steps, chain.Problem):
+        return Reject(line, named, steps.field, steps.rule, steps.message)
+    return Row(line, row.options, row.input, steps)
+
+
+_STEPS: TypeAdapter[list[StepIn]] = TypeAdapter(list[StepIn])
+
+#: Where a pydantic error is, as a field name.
+_Locate = Callable[[tuple[int | str, ...]], str]
+
+
+def _chain(
+    first: EditInput, later: object, step_field: _Locate
+) -> tuple[StepIn, ...] | chain.Problem:
+    """The later steps of a chain whose step 1 is ``first``, or the first rule they break.
+
+    ``later`` is the steps as the row wrote them (``None`` or ``[]``: none); ``step_field``
+    names a place in them.
+    """
+    if later is None or later == []:
+        return ()
+    try:
+        steps = tuple(_STEPS.validate_python(later))
+    except ValidationError as exc:
+        return _problem(exc, step_field)
+    planned: list[chain.PlannedStep] = []
+    before = first
+    for i, step in enumerate(steps):
+        # Planned one at a time, each against the step before (just as chain.plan does), so
+        # that a step its carried-over parameters make invalid (an explicit null
+        # num_images, say) is named.
+        try:
+            [made] = chain.plan(before, [step])
+        except ValidationError as exc:
+            return _problem(exc, _within(i, step_field))
+        planned.append(made)
+        before = made.edit
+    found = chain.problems(first, planned)
+    return found[0] if found else steps
+
+
+def _problem(exc: ValidationError, locate: _Locate) -> chain.Problem:
+    """The first error of ``exc``, its field named by ``locate`` and its type the rule."""
+    first = exc.errors()[0]
+    field = locate(tuple(first["loc"]))
+    return chain.Problem(field, first["type"], f"{field}: {first['msg']}")
+
+
+def _within(i: int, step_field: _Locate) -> _Locate:
+    """``step_field`` for places within step ``i`` (0 is step 2)."""
+    return lambda loc: step_field((i, *loc))
+
+
+def _jsonl_step_field(loc: tuple[int | str, ...]) -> str:
+    """A place in a JSONL row's ``steps``: ``steps``, ``steps.1``, ``steps.1.num_images``."""
+    return ".".join(("steps", *(str(p) for p in loc)))
+
+
+def _csv_step_field(loc: tuple[int | str, ...]) -> str:
+    """A place in a CSV row's later steps: the ``prompt_{n}`` column of the step (a CSV
+    step has nothing but its prompt)."""
+    if loc and isinstance(loc[0], int):
+        return STEP_PROMPTS[loc[0]]
+    return "row"
+
+
+def _step_gap(given: dict[str, str]) -> chain.Problem | None:
+    """The first ``prompt_{n}`` column filled while the step before it has no prompt."""
+    expected = 2
+    for n, column in enumerate(STEP_PROMPTS, start=2):
+        if column not in given:
+            continue
+        if n != expected:
+            return chain.Problem(
+                column,
+                "step_gap",
+                f"{column} is given but step {expected} has no prompt (prompt_{expected} "
+                "is empty); the prompts of later steps must be consecutive",
+            )
+        expected = n + 1
+    return None
 
 
 def _csv_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
@@ -167,8 +281,10 @@ def _header(header: list[str]) -> list[str]:
     columns = [c.strip() for c in header]
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown:
+        named = sorted(COLUMNS.difference(STEP_PROMPTS))
         raise BatchFileInvalid(
-            f"unknown column {unknown[0]!r}; columns are {', '.join(sorted(COLUMNS))}",
+            f"unknown column {unknown[0]!r}; columns are {', '.join(named)}, and "
+            f"{STEP_PROMPTS[0]} to {STEP_PROMPTS[-1]} (the prompts of a chain's later steps)",
             fields=[{"field": "header", "rule": "unknown_column", "message": unknown[0]}],
         )
     repeated = sorted({c for c in columns if columns.count(c) > 1})

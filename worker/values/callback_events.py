@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
 from standardwebhooks import Webhook
 
 from models.state import JobState
+from worker.values import chain
 from worker.values.records import JobRecord, OutputRecord
 from worker.values.retry import RetryPolicy, backoff_seconds
 
@@ -31,8 +32,13 @@ JOB_EVENTS = {
     JobState.FAILED: "job.failed",
     JobState.CANCELED: "job.canceled",
 }
+#: Sent when a step of a chain other than its last is stored, to a job that asks for it.
+STEP_SUCCEEDED = "job.step_succeeded"
+#: The events a job may ask for besides the terminal ones.
+OptionalJobEvent = Literal["job.step_succeeded"]
+OPTIONAL_JOB_EVENTS: tuple[OptionalJobEvent, ...] = get_args(OptionalJobEvent)
 BATCH_COMPLETED = "batch.completed"
-EVENTS = (*JOB_EVENTS.values(), BATCH_COMPLETED)
+EVENTS = (*JOB_EVENTS.values(), STEP_SUCCEEDED, BATCH_COMPLETED)
 
 
 class CallbackState(StrEnum):
@@ -121,26 +127,65 @@ class CallbackPolicy:
 
 
 def job_payload(job: JobRecord, outputs: Sequence[OutputRecord]) -> dict[str, Any]:
-    """The body of a terminal job's event, as it is stored (output URLs are added at send)."""
+    """The body of a terminal job's event, as it is stored (output URLs are added at send).
+
+    ``outputs`` are every step's; ``data.outputs`` are the last step's (the chain's result)
+    and ``data.steps`` lists each step with its own.
+    """
     at = job.completed_at or job.updated_at
-    error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
+    error = (
+        {"code": job.error_code, "message": job.error_message, "step": job.step}
+        if job.error_code
+        else None
+    )
     return {
         "type": JOB_EVENTS[job.state],
         "timestamp": _iso(at),
         "data": {
-            "id": str(job.id),
-            "external_id": job.external_id,
-            "batch_id": None if job.batch_id is None else str(job.batch_id),
+            **_job_data(job, outputs),
             "state": job.state.value,
-            "model": job.model,
-            "provider": job.provider,
-            "outputs": [asdict(o) for o in outputs],
+            "outputs": [asdict(o) for o in outputs if o.step == job.length],
             "error": error,
-            "cost_usd": str(job.cost_usd),
-            "metadata": job.metadata,
-            "created_at": _iso(job.created_at),
             "completed_at": None if job.completed_at is None else _iso(job.completed_at),
         },
+    }
+
+
+def step_payload(job: JobRecord, step: int, outputs: Sequence[OutputRecord]) -> dict[str, Any]:
+    """The body of a ``job.step_succeeded`` event: step ``step`` of a chain is stored.
+
+    ``data.outputs`` are that step's; ``data.steps``, every step's so far.
+    """
+    return {
+        "type": STEP_SUCCEEDED,
+        "timestamp": _iso(job.updated_at),
+        "data": {
+            **_job_data(job, outputs),
+            "step": step,
+            "outputs": [asdict(o) for o in outputs if o.step == step],
+        },
+    }
+
+
+def _job_data(job: JobRecord, outputs: Sequence[OutputRecord]) -> dict[str, Any]:
+    """What every job event says of the job: who it is, what it cost, each step's outputs."""
+    return {
+        "id": str(job.id),
+        "external_id": job.external_id,
+        "batch_id": None if job.batch_id is None else str(job.batch_id),
+        "model": job.model,
+        "provider": job.provider,
+        "steps": [
+            {
+                "step": step,
+                "prompt": chain.request(job.input, job.steps, step)["prompt"],
+                "outputs": [asdict(o) for o in outputs if o.step == step],
+            }
+            for step in range(1, job.length + 1)
+        ],
+        "cost_usd": str(job.cost_usd),
+        "metadata": job.metadata,
+        "created_at": _iso(job.created_at),
     }
 
 
@@ -149,18 +194,28 @@ def _iso(at: datetime) -> str:
 
 
 def with_output_urls(payload: dict[str, Any], presign: Callable[[str], str]) -> dict[str, Any]:
-    """A copy of ``payload`` whose ``data.outputs`` each carry a fresh presigned GET ``url``.
+    """A copy of ``payload`` whose outputs (``data.outputs``, and each of ``data.steps``)
+    each carry a fresh presigned GET ``url``.
 
     URLs are made at send time, not stored: a retry hours later still gets a working one.
     """
     data = payload.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("outputs"), list):
         return payload
-    outputs = [
+    signed = {**data, "outputs": _signed(data["outputs"], presign)}
+    if isinstance(data.get("steps"), list):
+        signed["steps"] = [
+            {**s, "outputs": _signed(s.get("outputs", []), presign)} if isinstance(s, dict) else s
+            for s in data["steps"]
+        ]
+    return {**payload, "data": signed}
+
+
+def _signed(outputs: list[Any], presign: Callable[[str], str]) -> list[Any]:
+    return [
         {**o, "url": presign(o["key"])} if isinstance(o, dict) and "key" in o else o
-        for o in data["outputs"]
+        for o in outputs
     ]
-    return {**payload, "data": {**data, "outputs": outputs}}
 
 
 def encode(payload: dict[str, Any]) -> str:

@@ -22,7 +22,8 @@ from worker.api.schemas.batches import (
 )
 from worker.api.schemas.common import ERROR_RESPONSES, ActionRequest, ProviderName
 from worker.errors import BatchTooLarge
-from worker.usecases.batches import Batches, BatchOptions
+from worker.usecases.batch_ingest import BatchOptions
+from worker.usecases.batches import Batches
 from worker.values.batch_file import format_of
 from worker.values.canonical import ModelName
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy

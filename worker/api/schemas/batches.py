@@ -27,6 +27,13 @@ class BudgetOut(BaseModel):
     exhausted_at: datetime | None
 
 
+class StepsOut(BaseModel):
+    """A batch's progress counted in steps: each row is a chain of one or more."""
+
+    total: int
+    done: int
+
+
 class BatchOut(BaseModel):
     """A batch and where its jobs are."""
 
@@ -46,6 +53,8 @@ class BatchOut(BaseModel):
     #: Jobs canceled: by ops, by a cancel of the batch, or at its budget (not counted as failed).
     canceled: int
     in_flight: int
+    #: Steps of the batch's chains (a one-step job counts one) and how many are done.
+    steps: StepsOut
     cost_usd: float
     #: Jobs finished per second over the last minute.
     rate_per_second: float
@@ -120,6 +129,7 @@ def batch_out(status: BatchStatus) -> BatchOut:
         failed=status.failed,
         canceled=status.canceled,
         in_flight=status.in_flight,
+        steps=StepsOut(total=progress.steps_total, done=progress.steps_done),
         cost_usd=float(progress.cost_usd),
         rate_per_second=round(status.rate, 3),
         eta_seconds=None if status.eta_seconds is None else round(status.eta_seconds, 1),

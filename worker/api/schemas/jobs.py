@@ -9,13 +9,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from models.state import JobState
 from worker.api.schemas.common import ProviderName
 from worker.storage.base import Storage
 from worker.usecases.jobs import JobRequest
-from worker.values.callback_events import CallbackRecord, CallbackState
+from worker.values import chain
+from worker.values.callback_events import CallbackRecord, CallbackState, OptionalJobEvent
 from worker.values.canonical import EditInput, ModelName
+from worker.values.chain import MAX_STEPS, StepIn
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
-from worker.values.records import AttemptRecord, JobDetail, JobRecord
+from worker.values.records import AttemptRecord, JobDetail, JobRecord, OutputRecord
 from worker.values.storable import StorableText, storable_json
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -53,6 +56,18 @@ class JobCreate(BaseModel):
     priority: int = Field(default=0, ge=-100, le=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
     quality: QualityIn | None = None
+    steps: list[StepIn] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS - 1,
+        description="The steps after the first (which is `input`): each edits an output of "
+        "the step before (`use_output`, default 0), with its own `prompt` and any canonical "
+        "parameter that changes (the others carry over), and optionally its own `providers`.",
+    )
+    callback_events: list[OptionalJobEvent] = Field(
+        default_factory=list,
+        description="Events sent to `callback_url` besides the terminal ones "
+        "(`job.step_succeeded`: each step of a chain but its last, as it is stored).",
+    )
 
     @field_validator("providers")
     @classmethod
@@ -72,6 +87,8 @@ class JobCreate(BaseModel):
             priority=self.priority,
             metadata=self.metadata,
             quality=None if self.quality is None else self.quality.policy(),
+            steps=tuple(self.steps),
+            callback_events=tuple(dict.fromkeys(self.callback_events)),
         )
 
     @field_validator("metadata")
@@ -100,10 +117,11 @@ class RetryFilter(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Why a job failed (or why its last attempt did)."""
+    """Why a job failed (or why its last attempt did); ``step`` is the chain's step."""
 
     code: str
     message: str | None
+    step: int | None = None
 
 
 class QualityOut(BaseModel):
@@ -153,6 +171,8 @@ class AttemptOut(BaseModel):
     #: The quality gate's report on each of this attempt's outputs, with the bucket key it
     #: is kept under (a rejected output stays under ``outputs/{job}/rejected/``).
     quality: list[dict[str, Any]] | None = None
+    #: The step of the job's chain this attempt was for.
+    step: int = 1
 
 
 class EventOut(BaseModel):
@@ -197,6 +217,28 @@ def callback_out(c: CallbackRecord) -> CallbackOut:
     )
 
 
+class StepOut(BaseModel):
+    """One step of a job's chain: what it asks, where it is, what it cost and made.
+
+    ``state`` is the job's while the job is on this step, ``succeeded`` for the steps before
+    and ``pending`` for those after. ``attempts`` and ``outputs`` come with one job, not
+    in lists.
+    """
+
+    step: int
+    prompt: str
+    #: Which output of the step before this step edits (None for the first step).
+    use_output: int | None
+    #: The providers this step may run on, in order.
+    providers: list[str]
+    state: str
+    #: The provider of the step's last attempt.
+    provider: str | None
+    cost_usd: float
+    attempts: list[AttemptOut] = Field(default_factory=list)
+    outputs: list[OutputOut] = Field(default_factory=list)
+
+
 class JobOut(BaseModel):
     """A job as producers and ops see it."""
 
@@ -219,7 +261,12 @@ class JobOut(BaseModel):
     excluded_providers: dict[str, str]
     #: The job's own quality policy; None: its batch's, or the settings' default.
     quality: dict[str, Any] | None = None
+    #: The step the job is on, from 1; a failed chain stays on the step that failed.
+    step: int = 1
+    #: Every step of the job's chain (one, for a job without ``steps``).
+    steps: list[StepOut] = Field(default_factory=list)
     attempts: list[AttemptOut] = Field(default_factory=list)
+    #: The outputs of the chain's last step: the job's result.
     outputs: list[OutputOut] = Field(default_factory=list)
     events: list[EventOut] | None = None
     #: The job's producer callbacks and how their delivery went (one job only, not lists).
@@ -247,8 +294,33 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
-def _error(code: str | None, message: str | None) -> ErrorOut | None:
-    return ErrorOut(code=code, message=message) if code else None
+def _error(code: str | None, message: str | None, step: int | None = None) -> ErrorOut | None:
+    return ErrorOut(code=code, message=message, step=step) if code else None
+
+
+def _step_state(job: JobRecord, step: int) -> str:
+    if step < job.step:
+        return JobState.SUCCEEDED.value
+    if step > job.step:
+        return "pending"
+    return job.state.value
+
+
+def _steps_out(job: JobRecord) -> list[StepOut]:
+    """Each step of the job's chain, without its attempts and outputs."""
+    first = list(job.providers) if job.step == 1 else []
+    return [
+        StepOut(
+            step=step,
+            prompt=chain.prompt_of(job, step),
+            use_output=None if step == 1 else chain.source_output(job.steps, step),
+            providers=first if step == 1 else list(chain.providers_of(job.steps, step)),
+            state=_step_state(job, step),
+            provider=job.provider if step == job.step else None,
+            cost_usd=0.0,
+        )
+        for step in range(1, job.length + 1)
+    ]
 
 
 def job_out(job: JobRecord) -> JobOut:
@@ -269,7 +341,9 @@ def job_out(job: JobRecord) -> JobOut:
         metadata=job.metadata,
         excluded_providers=job.excluded_providers,
         quality=job.quality,
-        error=_error(job.error_code, job.error_message),
+        step=job.step,
+        steps=_steps_out(job),
+        error=_error(job.error_code, job.error_message, job.step),
         cost_usd=float(job.cost_usd),
         created_at=job.created_at,
         updated_at=job.updated_at,
@@ -290,6 +364,7 @@ def _attempt_out(a: AttemptRecord) -> AttemptOut:
         submitted_at=a.submitted_at,
         finished_at=a.finished_at,
         quality=a.quality,
+        step=a.step,
     )
 
 
@@ -297,21 +372,17 @@ def detail_out(
     detail: JobDetail, storage: Storage, url_seconds: int, *, with_events: bool = False
 ) -> JobOut:
     """A job with attempts and outputs; each output carries a fresh presigned GET URL."""
-    out = job_out(detail.job)
+    job = detail.job
+    out = job_out(job)
     out.attempts = [_attempt_out(a) for a in detail.attempts]
-    out.outputs = [
-        OutputOut(
-            key=o.key,
-            url=storage.presign_get(o.key, url_seconds),
-            content_type=o.content_type,
-            width=o.width,
-            height=o.height,
-            bytes=o.bytes,
-            sha256=o.sha256,
-            quality=None if o.quality is None else QualityOut.model_validate(o.quality),
-        )
-        for o in detail.outputs
-    ]
+    outputs = [(o.step, _output_out(o, storage, url_seconds)) for o in detail.outputs]
+    out.outputs = [o for step, o in outputs if step == job.length]
+    for step in out.steps:
+        step.attempts = [a for a in out.attempts if a.step == step.step]
+        step.outputs = [o for number, o in outputs if number == step.step]
+        step.cost_usd = sum(a.cost_usd or 0.0 for a in step.attempts)
+        if step.attempts:
+            step.provider = step.attempts[-1].provider
     if with_events:
         out.events = [
             EventOut(
@@ -325,3 +396,16 @@ def detail_out(
             for e in detail.events
         ]
     return out
+
+
+def _output_out(o: OutputRecord, storage: Storage, url_seconds: int) -> OutputOut:
+    return OutputOut(
+        key=o.key,
+        url=storage.presign_get(o.key, url_seconds),
+        content_type=o.content_type,
+        width=o.width,
+        height=o.height,
+        bytes=o.bytes,
+        sha256=o.sha256,
+        quality=None if o.quality is None else QualityOut.model_validate(o.quality),
+    )
