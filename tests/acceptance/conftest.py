@@ -36,6 +36,7 @@ CALM = {
     "rate_flagged": 0.0,
     "rate_unchanged": 0.0,
     "rate_wrong_size": 0.0,
+    "moderated_words": [],
     "webhook_duplicates": 0,
     "webhook_drop_rate": 0.0,
     "webhook_retry_delays": [0.2, 0.5, 1.0],
@@ -165,7 +166,8 @@ def start_stack(
 @pytest.fixture(autouse=True)
 def _calm_emulator(request: pytest.FixtureRequest) -> None:
     """Every acceptance test starts with a well-behaved provider."""
-    for name in ("webhook_stack", "polling_stack", "cli_stack", "storm_stack", "quality_stack"):
+    stacks = ("webhook_stack", "polling_stack", "cli_stack", "storm_stack", "quality_stack")
+    for name in (*stacks, "chain_stack"):
         if name in request.fixturenames:
             running: Running = request.getfixturevalue(name)
             for provider in PROVIDERS:

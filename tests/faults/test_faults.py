@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
+from models.tables import Attempt, JobEvent, JobOutput
 from tests.acceptance.conftest import PROVIDERS, Running
 from tests.faults.conftest import (
     JOBS,
@@ -37,6 +38,38 @@ def test_kill_9_every_worker_three_times_mid_run(stack: Running, engine: Engine)
     states = assert_nothing_lost_or_paid_twice(stack, engine, jobs)
 
     assert states == {"succeeded": JOBS}
+
+
+def _steps_done(engine: Engine, at_least: int) -> bool:
+    """Whether ``at_least`` steps (of every chain) have been stored."""
+    finished = select(func.count()).where(JobEvent.transition.in_(("advance", "succeed")))
+    with engine.connect() as conn:
+        return int(conn.scalar(finished) or 0) >= at_least
+
+
+def test_kill_9_every_worker_mid_chain_pays_no_step_twice(stack: Running, engine: Engine) -> None:
+    chains = JOBS // 4
+    steps = [{"prompt": "Put it on a beach"}, {"prompt": "Warm colour grade"}]
+    jobs = submit_all(stack, chains, steps=steps)
+    for round_ in range(1, 3):
+        done = functools.partial(_steps_done, engine, round_ * chains)
+        wait_until(done, timeout=120, what="steps done")
+        restart_workers(stack)
+
+    states = assert_nothing_lost_or_paid_twice(stack, engine, jobs)
+
+    assert states == {"succeeded": chains}
+    with engine.connect() as conn:
+        # Every step of every chain succeeded once, and was handed on once.
+        paid = conn.execute(
+            select(Attempt.job_id, Attempt.step, func.count())
+            .where(Attempt.outcome == "succeeded")
+            .group_by(Attempt.job_id, Attempt.step)
+        ).all()
+        advances = conn.scalar(select(func.count()).where(JobEvent.transition == "advance"))
+        outputs = conn.scalar(select(func.count()).select_from(JobOutput))
+    assert sorted(step for _, step, n in paid if n == 1) == sorted([1, 2, 3] * chains)
+    assert len(paid) == 3 * chains and advances == 2 * chains and outputs == 3 * chains
 
 
 def test_valkey_stopped_and_restarted_mid_run(

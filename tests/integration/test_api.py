@@ -105,6 +105,13 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"providers": ["fal", "fal"]}, "providers", "value_error"),
     ({"priority": 1000}, "priority", "less_than_equal"),
     ({"callback_url": "not a url"}, "callback_url", "string_pattern_mismatch"),
+    (
+        {"steps": [{"prompt": "x", "image_url": "https://a/b.jpg"}]},
+        "steps.0.image_url",
+        "extra_forbidden",
+    ),
+    ({"steps": [{"prompt": f"s{i}"} for i in range(10)]}, "steps", "too_long"),
+    ({"callback_events": ["job.started"]}, "callback_events.0", "literal_error"),
 ]
 
 
@@ -123,6 +130,20 @@ def test_invalid_fields_get_a_422_that_names_them_and_write_nothing(
         {"field": f["field"], "rule": f["rule"]} for f in error["fields"]
     ], error
     assert field in error["message"]
+    assert _rows(container) == (0, 0)
+
+
+def test_a_step_editing_an_output_not_made_is_a_422_that_names_it_and_writes_nothing(
+    client: httpx.Client, container: Container
+) -> None:
+    body = {**job_body(input={"num_images": 2}), "steps": [{"prompt": "beach", "use_output": 2}]}
+    answer = client.post("/v1/jobs", json=body, headers=AUTH)
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "chain_invalid"
+    assert error["fields"][0]["field"] == "steps.0.use_output"
+    assert error["fields"][0]["rule"] == "output_not_made"
+    assert "makes 2 output(s)" in error["message"]
     assert _rows(container) == (0, 0)
 
 

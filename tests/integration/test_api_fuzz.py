@@ -49,7 +49,7 @@ from emulators.server import run_in_thread
 from tests.factories import data_uri, job_body, job_request
 from tests.integration.conftest import API_KEY
 from worker.api.app import create_app
-from worker.usecases.batches import BatchOptions
+from worker.usecases.batch_ingest import BatchOptions
 from worker.values.storable import MAX_JSON_DEPTH
 from worker.wiring import Container
 
@@ -268,7 +268,10 @@ def _cases(
         case.path_parameters = {"batch_id": seeds.batch}
     if label == "POST /v1/batches" and draw(st.booleans()):
         header = draw(st.sampled_from(CATALOG_HEADERS))
-        cells = st.text(st.characters(exclude_characters=',"\r\n'), max_size=12)
+        # No lone surrogates: schemathesis cannot revalidate a text body holding one.
+        cells = st.text(
+            st.characters(exclude_characters=',"\r\n', exclude_categories=["Cs"]), max_size=12
+        )
         url = st.sampled_from(IMAGE_URLS[:1]) | cells
         rows = st.lists(st.tuples(cells, url, cells, cells), max_size=4)
         body = (

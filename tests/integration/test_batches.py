@@ -25,7 +25,7 @@ from worker.api.app import create_app
 from worker.errors import BatchTooLarge, EditqError
 from worker.fetch import Fetcher
 from worker.pipeline.steps import Pipeline
-from worker.usecases.batches import BatchOptions
+from worker.usecases.batch_ingest import BatchOptions
 from worker.values.records import JobFilter
 from worker.wiring import Container
 

@@ -35,6 +35,7 @@ from worker.values.callback_events import (
     CallbackRecord,
     CallbackState,
 )
+from worker.values.chain import StepIn
 from worker.wiring import Container
 
 pytestmark = pytest.mark.integration
@@ -72,8 +73,12 @@ def _settled(container: Container, job_id: uuid.UUID) -> CallbackDetail | None:
 
 
 def _without_urls(payload: dict[str, Any]) -> dict[str, Any]:
-    outputs = [{k: v for k, v in o.items() if k != "url"} for o in payload["data"]["outputs"]]
-    return {**payload, "data": {**payload["data"], "outputs": outputs}}
+    def bare(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in o.items() if k != "url"} for o in outputs]
+
+    data = payload["data"]
+    steps = [{**s, "outputs": bare(s["outputs"])} for s in data["steps"]]
+    return {**payload, "data": {**data, "outputs": bare(data["outputs"]), "steps": steps}}
 
 
 def _wait_settled(container: Container, job_id: uuid.UUID, timeout: float = 30) -> CallbackDetail:
@@ -374,3 +379,38 @@ def test_a_callback_url_to_a_private_address_is_refused_outside_development(
     }
     assert "10.0.0.7" in error["message"]
     assert _jobs(container) == 0
+
+
+@delivering
+def test_a_chain_that_asks_for_them_gets_an_event_per_step_and_every_step_in_the_last(
+    container: Container, receiver: CallbackReceiver
+) -> None:
+    steps = (StepIn(prompt="Put it on a beach"), StepIn(prompt="Warm colour grade"))
+    request = job_request(
+        callback_url=receiver.url, steps=steps, callback_events=("job.step_succeeded",)
+    )
+    job, _ = container.jobs("test").create(request)
+
+    def all_three() -> list[dict[str, Any]] | None:
+        payloads = receiver.assert_all_verified()
+        return payloads if len(payloads) == 3 else None
+
+    payloads = wait_until(all_three, timeout=60, what="three callbacks")
+
+    assert [p["type"] for p in payloads] == [
+        "job.step_succeeded",
+        "job.step_succeeded",
+        "job.succeeded",
+    ]
+    assert [p["data"]["step"] for p in payloads[:2]] == [1, 2]
+    assert [o["key"] for o in payloads[1]["data"]["outputs"]] == [f"outputs/{job.id}/steps/2/0.jpg"]
+    last = payloads[2]["data"]
+    assert [s["prompt"] for s in last["steps"]] == [
+        request.input.prompt,
+        "Put it on a beach",
+        "Warm colour grade",
+    ]
+    for step in last["steps"]:
+        (output,) = step["outputs"]
+        assert hashlib.sha256(httpx.get(output["url"]).content).hexdigest() == output["sha256"]
+    assert last["outputs"] == last["steps"][2]["outputs"]

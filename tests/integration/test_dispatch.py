@@ -26,7 +26,7 @@ from worker.pipeline.steps import Pipeline
 from worker.pipeline.wakeups import Wakeups
 from worker.repository import Repository
 from worker.repository.base import CHANNEL
-from worker.usecases.batches import BatchOptions
+from worker.usecases.batch_ingest import BatchOptions
 from worker.values.breaker import BreakerPolicy, BreakerState, Health
 from worker.values.records import JobFilter, NewJob
 from worker.wiring import Container

@@ -50,7 +50,7 @@ def vanish_mid_call(container: Container, job_id: uuid.UUID) -> None:
     # The call the worker made, as the pipeline makes it (a direct upload URL included).
     upload = None
     if provider.uploads_directly:
-        upload = container.storage.presign_put(upload_key(job_id, edit), None, 3600)
+        upload = container.storage.presign_put(upload_key(job_id, 1, edit), None, 3600)
     with container.sessions.begin() as session:
         assert Repository(session, "test").start_sending(attempt.id)
     provider.submit(detail.job.model, edit, attempt.id, None, upload)

@@ -64,7 +64,10 @@ def test_a_turned_down_transition_writes_no_event_and_leaves_the_attempt(
     [attempt] = claimed(container, 1)
     with container.sessions.begin() as session:
         # Still submitting: a job cannot succeed before it was finalized.
-        assert not Repository(session, "worker").succeed(attempt, uuid.uuid4(), [], Decimal(1))
+        repo = Repository(session, "worker")
+        job = repo.job(attempt.job_id)
+        assert job is not None
+        assert not repo.succeed(job, attempt, uuid.uuid4(), [], Decimal(1))
     detail = container.jobs("test").get(attempt.job_id)
     assert detail.job.state is JobState.SUBMITTING
     assert detail.job.cost_usd == Decimal(0)

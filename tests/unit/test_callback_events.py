@@ -76,6 +76,19 @@ def job(state: JobState, **changes: object) -> JobRecord:
     return JobRecord(**fields)  # type: ignore[arg-type]
 
 
+SHOWN = {
+    "index": 0,
+    "key": "outputs/j/0.jpg",
+    "content_type": "image/jpeg",
+    "width": 1024,
+    "height": 768,
+    "bytes": 51234,
+    "sha256": "ab" * 32,
+    "quality": QUALITY,
+    "step": 1,
+}
+
+
 def test_a_succeeded_job_event_carries_its_outputs_their_quality_and_cost() -> None:
     payload = job_payload(job(JobState.SUCCEEDED), [OUTPUT])
     assert payload == {
@@ -88,18 +101,8 @@ def test_a_succeeded_job_event_carries_its_outputs_their_quality_and_cost() -> N
             "state": "succeeded",
             "model": "flux-kontext-pro",
             "provider": "fal",
-            "outputs": [
-                {
-                    "index": 0,
-                    "key": "outputs/j/0.jpg",
-                    "content_type": "image/jpeg",
-                    "width": 1024,
-                    "height": 768,
-                    "bytes": 51234,
-                    "sha256": "ab" * 32,
-                    "quality": QUALITY,
-                }
-            ],
+            "outputs": [SHOWN],
+            "steps": [{"step": 1, "prompt": "p", "outputs": [SHOWN]}],
             "error": None,
             "cost_usd": "0.0400",
             "metadata": {"collection": "summer"},
@@ -118,7 +121,7 @@ def test_failed_and_canceled_jobs_name_their_event_and_error() -> None:
         [],
     )
     assert failed["type"] == "job.failed"
-    assert failed["data"]["error"] == {"code": "content_moderated", "message": "nope"}
+    assert failed["data"]["error"] == {"code": "content_moderated", "message": "nope", "step": 1}
     assert failed["data"]["outputs"] == [] and failed["data"]["batch_id"] == str(batch)
     canceled = job_payload(job(JobState.CANCELED), [])
     assert canceled["type"] == "job.canceled" and canceled["data"]["error"] is None

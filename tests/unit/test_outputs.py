@@ -40,7 +40,7 @@ def copier(files: dict[str, bytes], storage: MemoryStorage) -> OutputCopier:
 
 def copy_all(copier: OutputCopier, result: dict[str, Any]) -> list[OutputRecord]:
     """What finalize does with outputs that passed the gate: read them all, store each."""
-    return [copier.store(JOB, fetched) for fetched in copier.fetch_all(result)]
+    return [copier.store(JOB, 1, fetched) for fetched in copier.fetch_all(result)]
 
 
 def test_each_output_is_stored_under_its_key_and_described() -> None:
@@ -51,7 +51,7 @@ def test_each_output_is_stored_under_its_key_and_described() -> None:
 
     stored = copy_all(copier(files, storage), result)
 
-    assert [o.key for o in stored] == [output_key(JOB, 0, "png"), output_key(JOB, 1, "png")]
+    assert [o.key for o in stored] == [output_key(JOB, 1, 0, "png"), output_key(JOB, 1, 1, "png")]
     assert storage.get(stored[0].key) == first and storage.get(stored[1].key) == second
     assert (stored[0].width, stored[0].height, stored[0].bytes) == (64, 48, len(first))
     assert stored[0].sha256 == hashlib.sha256(first).hexdigest()
@@ -61,7 +61,7 @@ def test_each_output_is_stored_under_its_key_and_described() -> None:
 def test_an_output_the_provider_uploaded_is_read_from_the_bucket_not_downloaded() -> None:
     storage = MemoryStorage()
     image = png(16, 16)
-    key = output_key(JOB, 0, "png")
+    key = output_key(JOB, 1, 0, "png")
     storage.put(key, image, "image/png")
     result = {"outputs": [{"url": "https://cdn.example/never", "stored": True, "key": key}]}
 
@@ -82,7 +82,7 @@ def test_an_expired_output_is_a_permanent_failure_and_nothing_is_stored() -> Non
     with pytest.raises(FetchError) as raised:
         copy_all(copier({}, storage), {"outputs": [{"url": "https://cdn.example/gone"}]})
     assert raised.value.permanent
-    assert storage.head(output_key(JOB, 0, "png")) is None
+    assert storage.head(output_key(JOB, 1, 0, "png")) is None
 
 
 def test_bytes_that_are_not_an_image_are_refused() -> None:
@@ -101,6 +101,6 @@ def test_a_rejected_output_is_kept_under_its_attempt_and_the_flag_travels() -> N
     assert fetched.flagged is True
     key = made.keep_rejected(JOB, 2, fetched)
     assert key == f"outputs/{JOB}/rejected/2/0.png" and storage.get(key) == image
-    assert storage.head(output_key(JOB, 0, "png")) is None
+    assert storage.head(output_key(JOB, 1, 0, "png")) is None
     junk = made.keep_rejected(JOB, 3, dataclasses.replace(fetched, data=b"<html>"))
     assert junk == f"outputs/{JOB}/rejected/3/0.bin"

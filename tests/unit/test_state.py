@@ -16,6 +16,7 @@ def test_every_transition_of_the_lifecycle() -> None:
         Transition.MARK_RUNNING: ({S.SUBMITTING}, S.RUNNING),
         Transition.BEGIN_FINALIZE: ({S.SUBMITTING, S.RUNNING}, S.FINALIZING),
         Transition.SUCCEED: ({S.FINALIZING}, S.SUCCEEDED),
+        Transition.ADVANCE: ({S.FINALIZING}, S.QUEUED),
         Transition.REQUEUE: ({S.SUBMITTING, S.RUNNING, S.FINALIZING}, S.QUEUED),
         Transition.FAIL: ({S.SUBMITTING, S.RUNNING, S.FINALIZING}, S.FAILED),
         Transition.CANCEL: ({S.QUEUED, S.SUBMITTING, S.RUNNING, S.FINALIZING}, S.CANCELED),
