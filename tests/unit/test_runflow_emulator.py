@@ -315,15 +315,16 @@ def test_runs_beyond_the_concurrency_limit_stay_queued_until_admitted(
 def test_output_urls_are_signed_and_expire(
     serve: Callable[..., RunningServer], http: httpx.Client
 ) -> None:
-    server = serve(result_ttl=1.0)
+    # Long enough that a busy machine still reads it in time; short enough to watch expire.
+    server = serve(result_ttl=5.0)
     ended = wait_ended(http, server, create(http, server).json()["id"])
     [url] = ended["output"]["image_urls"]
 
     assert httpx.get(url).status_code == 200
-    tampered = httpx.get(url.replace("X-Amz-Expires=1", "X-Amz-Expires=9999"))
+    tampered = httpx.get(url.replace("X-Amz-Expires=5", "X-Amz-Expires=9999"))
     assert tampered.status_code == 403
     assert "<Code>SignatureDoesNotMatch</Code>" in tampered.text
-    wait_until(lambda: httpx.get(url).status_code == 403, timeout=10, what="the URL to expire")
+    wait_until(lambda: httpx.get(url).status_code == 403, timeout=20, what="the URL to expire")
     assert "Request has expired" in httpx.get(url).text
 
 

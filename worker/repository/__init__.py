@@ -2,9 +2,10 @@
 
 :class:`Repository` is the one object use cases talk to. Its parts: ``reads.py`` (queries
 that change nothing), ``scheduling.py`` (inserts, leases, polls), ``dispatch.py`` (a
-dispatch round), ``transitions.py`` (one method per move of the lifecycle),
-``callbacks.py`` (the producer-callback outbox), ``batches.py`` and ``budgets.py``, and
-``provider_health.py`` (breakers and rate buckets), over the machinery of ``base.py``.
+dispatch round), ``transitions.py`` (one method per move of the lifecycle), ``ops.py``
+(cancel and retry), ``callbacks.py`` (the producer-callback outbox), ``batches.py`` and
+``budgets.py``, and ``provider_health.py`` (breakers and rate buckets), over the
+machinery of ``base.py``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from worker.errors import BatchFileInvalid, BatchFormatUnknown
 from worker.values import chain
-from worker.values.canonical import EditInput, ModelName
+from worker.values.canonical import EditInput, ModelName, ProviderOrder
 from worker.values.chain import MAX_STEPS, StepIn
 from worker.values.quality_policy import OnFailure
 from worker.values.storable import StorableText
@@ -71,9 +71,7 @@ class RowOptions(BaseModel):
     model: ModelName | None = None
     priority: int | None = Field(default=None, ge=-100, le=100)
     #: This row's provider order (a CSV cell lists them separated by spaces).
-    providers: list[Literal["fal", "runware", "runflow"]] | None = Field(
-        default=None, min_length=1, max_length=3
-    )
+    providers: ProviderOrder | None = None
     callback_url: StorableText | None = Field(
         default=None, max_length=2048, pattern=r"^https?://\S+$"
     )
@@ -84,13 +82,6 @@ class RowOptions(BaseModel):
     @classmethod
     def _split(cls, value: object) -> object:
         return value.split() if isinstance(value, str) else value
-
-    @field_validator("providers")
-    @classmethod
-    def _no_repeats(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("must not name a provider twice")
-        return value
 
 
 @dataclass(frozen=True, slots=True)

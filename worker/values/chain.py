@@ -19,11 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from worker.values.canonical import MAX_PROMPT_CHARS, AspectRatio, EditInput
+from worker.values.canonical import AspectRatio, EditInput, Prompt, ProviderOrder
 from worker.values.records import JobRecord
-from worker.values.storable import StorableText
 
 #: Most steps one chain may have, its first included.
 MAX_STEPS = 10
@@ -42,13 +41,11 @@ class StepIn(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    prompt: StorableText = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    prompt: Prompt
     #: Which output of the step before this one edits (0 is the first).
     use_output: int = Field(default=0, ge=0, le=3)
     #: This step's provider order; the step before's when left out.
-    providers: list[Literal["fal", "runware", "runflow"]] | None = Field(
-        default=None, min_length=1, max_length=3
-    )
+    providers: ProviderOrder | None = None
     aspect_ratio: AspectRatio | None = None
     num_images: int | None = Field(default=None, ge=1, le=4)
     guidance_scale: float | None = Field(default=None, ge=1, le=20)
@@ -56,20 +53,6 @@ class StepIn(BaseModel):
     output_format: Literal["jpeg", "png"] | None = None
     safety_tolerance: int | None = Field(default=None, ge=1, le=6)
     enhance_prompt: bool | None = None
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
-
-    @field_validator("providers")
-    @classmethod
-    def _no_repeats(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("must not name a provider twice")
-        return value
 
     def changes(self) -> dict[str, Any]:
         """The canonical parameters this step sets; an explicit null puts one back to its

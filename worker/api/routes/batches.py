@@ -20,12 +20,12 @@ from worker.api.schemas.batches import (
     files_out,
     reject_out,
 )
-from worker.api.schemas.common import ERROR_RESPONSES, ActionRequest, ProviderName
+from worker.api.schemas.common import ERROR_RESPONSES, ActionRequest
 from worker.errors import BatchTooLarge
 from worker.usecases.batch_ingest import BatchOptions
 from worker.usecases.batches import Batches
 from worker.values.batch_file import format_of
-from worker.values.canonical import ModelName
+from worker.values.canonical import ModelName, ProviderName
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
 from worker.values.storable import StorableText
 from worker.wiring import Container

@@ -1,14 +1,12 @@
-"""What every part of the HTTP API shares: the error body, provider names, an ops reason."""
+"""What every part of the HTTP API shares: the error body and an ops reason."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.values.storable import StorableText
-
-ProviderName = Literal["fal", "runware", "runflow"]
 
 
 class ActionRequest(BaseModel):

@@ -10,12 +10,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.state import JobState
-from worker.api.schemas.common import ProviderName
 from worker.storage.base import Storage
 from worker.usecases.jobs import JobRequest
 from worker.values import chain
 from worker.values.callback_events import CallbackRecord, CallbackState, OptionalJobEvent
-from worker.values.canonical import EditInput, ModelName
+from worker.values.canonical import EditInput, ModelName, ProviderOrder
 from worker.values.chain import MAX_STEPS, StepIn
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
 from worker.values.records import AttemptRecord, JobDetail, JobRecord, OutputRecord
@@ -48,7 +47,7 @@ class JobCreate(BaseModel):
 
     model: ModelName = "flux-kontext-pro"
     input: EditInput
-    providers: list[ProviderName] | None = Field(default=None, min_length=1, max_length=3)
+    providers: ProviderOrder | None = None
     external_id: StorableText | None = Field(default=None, min_length=1, max_length=256)
     callback_url: StorableText | None = Field(
         default=None, max_length=2048, pattern=r"^https?://\S+$"
@@ -68,13 +67,6 @@ class JobCreate(BaseModel):
         description="Events sent to `callback_url` besides the terminal ones "
         "(`job.step_succeeded`: each step of a chain but its last, as it is stored).",
     )
-
-    @field_validator("providers")
-    @classmethod
-    def _no_repeats(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("must not name a provider twice")
-        return value
 
     def to_request(self) -> JobRequest:
         """The request as the use cases take it."""
@@ -229,7 +221,8 @@ class StepOut(BaseModel):
     prompt: str
     #: Which output of the step before this step edits (None for the first step).
     use_output: int | None
-    #: The providers this step may run on, in order.
+    #: The providers this step may run on, in order (empty for the first step once the job
+    #: has moved past it: its attempts say where it ran).
     providers: list[str]
     state: str
     #: The provider of the step's last attempt.
