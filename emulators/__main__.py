@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "wrong-size",
     ):
         parser.add_argument(f"--rate-{rate}", type=float, default=0.0, help=f"share {rate}")
+    parser.add_argument("--account-limit", type=int, default=None, help="429 beyond it")
     parser.add_argument("--result-ttl", type=float, default=3600.0, help="output lifetime, s")
     parser.add_argument("--seed", type=int, default=None, help="repeatable fault draws")
     parser.add_argument("--api-key", default=None, help="the only key accepted (default: any)")
@@ -55,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "rate_flagged": options.rate_flagged,
         "rate_unchanged": options.rate_unchanged,
         "rate_wrong_size": options.rate_wrong_size,
+        "account_limit": options.account_limit,
         "result_ttl": options.result_ttl,
         "seed": options.seed,
         "api_key": options.api_key,

@@ -64,6 +64,9 @@ class FaultConfig:
     a safety checker does), ``rate_flagged`` flags images that are not black,
     ``rate_unchanged`` hands the source back, ``rate_wrong_size`` returns square images
     whatever was asked. ``seed`` makes the draws repeatable (``None``: different every run).
+    ``account_limit`` is the provider's own, unpublished limit on requests one account may
+    have queued or running: a submit beyond it is answered 429 with the provider's own
+    rate-limit body (``None``: no limit), the limit a client must learn from the answers.
     ``moderated_words`` moderates, whatever the draw, every request whose prompt holds one of
     them (case aside), as a provider's prompt filter does: a test can moderate one step of a
     chain and not the others.
@@ -88,6 +91,7 @@ class FaultConfig:
     rate_unchanged: float = 0.0
     rate_wrong_size: float = 0.0
     moderated_words: tuple[str, ...] = ()
+    account_limit: int | None = None
     seed: int | None = None
     webhook: WebhookPolicy = field(default_factory=WebhookPolicy)
     rewrite_hosts: Mapping[str, str] = field(default_factory=dict)
@@ -97,6 +101,8 @@ class FaultConfig:
             raise ValueError("latency, jitter and retry_after must not be negative")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError("concurrency must be at least 1, or None for no limit")
+        if self.account_limit is not None and self.account_limit < 1:
+            raise ValueError("account_limit must be at least 1, or None for no limit")
         for name in ("rate_5xx", "rate_429", "rate_422", "rate_moderated", *OUTPUT_FAULT_RATES):
             _check_rate(name, getattr(self, name))
 
@@ -123,6 +129,7 @@ PATCHABLE_KEYS = frozenset(
         "rate_unchanged",
         "rate_wrong_size",
         "moderated_words",
+        "account_limit",
         "webhook_retry_delays",
         "webhook_duplicates",
         "webhook_drop_rate",
@@ -199,11 +206,13 @@ class FaultInjector:
         self.config = config.faults
         self._random = random.Random(config.seed)
 
-    def submit_fault(self) -> SubmitFault | None:
-        """Which fault to inject into this submit, if any."""
+    def submit_fault(self, busy: int = 0) -> SubmitFault | None:
+        """Which fault to inject into this submit, if any; ``busy`` is how many requests the
+        account has queued or running (``account_limit`` answers 429 beyond it)."""
         if self._chance(self.config.rate_5xx):
             return SubmitFault.SERVER_ERROR
-        if self._chance(self.config.rate_429):
+        limit = self.config.account_limit
+        if self._chance(self.config.rate_429) or (limit is not None and busy >= limit):
             return SubmitFault.RATE_LIMITED
         if self._chance(self.config.rate_422):
             return SubmitFault.INVALID

@@ -184,7 +184,7 @@ class FalEmulator:
         return updated
 
     def _inject_submit_fault(self) -> None:
-        fault = self.injector.submit_fault()
+        fault = self.injector.submit_fault(self.gate.running + self.gate.waiting)
         if fault is SubmitFault.SERVER_ERROR:
             error_type = "runner_scheduling_failure"
             raise RequestRejectedError(

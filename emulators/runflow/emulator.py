@@ -171,7 +171,7 @@ class RunflowEmulator:
         return updated
 
     def _inject_submit_fault(self) -> None:
-        fault = self.injector.submit_fault()
+        fault = self.injector.submit_fault(self.gate.running + self.gate.waiting)
         if fault is SubmitFault.SERVER_ERROR:
             raise RequestRejectedError(
                 503,

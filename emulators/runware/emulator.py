@@ -185,7 +185,7 @@ class RunwareEmulator:
             raise _Refused(authentication_error(f"Invalid API key. {_SIGNUP}"))
 
     def _inject_submit_fault(self) -> None:
-        fault = self.injector.submit_fault()
+        fault = self.injector.submit_fault(self.gate.running + self.gate.waiting)
         if fault is SubmitFault.SERVER_ERROR:
             message = "The service is temporarily unavailable."
             raise _Refused(TaskError("serviceUnavailable", message, status=503))

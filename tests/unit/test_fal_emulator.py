@@ -566,6 +566,20 @@ def test_admin_counts_and_lists_every_accepted_submission(
     }
 
 
+def test_an_account_limit_answers_429_beyond_it_and_takes_work_again_when_freed(
+    serve: Callable[..., RunningServer], http: httpx.Client
+) -> None:
+    server = serve(account_limit=2, latency=0.5, jitter=0.0)
+
+    first, second, third = (submit(http, server) for _ in range(3))
+
+    assert (first.status_code, second.status_code, third.status_code) == (200, 200, 429)
+    assert third.json()["error_type"] == "rate_limited" and "retry-after" in third.headers
+    wait_completed(http, first)
+    wait_completed(http, second)
+    assert submit(http, server).status_code == 200
+
+
 def test_fault_rates_can_be_changed_while_running(
     serve: Callable[..., RunningServer], http: httpx.Client
 ) -> None:

@@ -129,6 +129,10 @@ def emulate(
         float, typer.Option(help="Share of results that hand the source back.")
     ] = 0.0,
     rate_wrong_size: Annotated[float, typer.Option(help="Share of results made square.")] = 0.0,
+    account_limit: Annotated[
+        int | None,
+        typer.Option(help="Requests one account may hold; beyond it, 429 (a hidden limit)."),
+    ] = None,
     result_ttl: Annotated[float, typer.Option(help="Seconds output URLs stay valid.")] = 3600.0,
     seed: Annotated[int | None, typer.Option(help="Seed for the fault and latency draws.")] = None,
     rewrite_host: Annotated[
@@ -165,6 +169,7 @@ def emulate(
         "rate_flagged": rate_flagged,
         "rate_unchanged": rate_unchanged,
         "rate_wrong_size": rate_wrong_size,
+        "account_limit": account_limit,
         "result_ttl": result_ttl,
         "seed": seed,
         "rewrite_hosts": host_pairs(rewrite_host or []),
@@ -180,7 +185,8 @@ def providers(
         bool, typer.Option("--json", help="Print one JSON document (as GET /v1/providers).")
     ] = False,
 ) -> None:
-    """Each provider's circuit breaker, jobs in flight, capacity and submit rate."""
+    """Each provider's breaker, jobs in flight, learned limit (of its capacity), seconds per
+    job and submit rate."""
     from rich.table import Table
 
     from worker.cli.output import print_json, print_table
@@ -189,7 +195,9 @@ def providers(
     if as_json:
         print_json(statuses)
         return
-    table = Table("provider", "breaker", "failures", "in flight", "capacity", "submits/s")
+    table = Table(
+        "provider", "breaker", "failures", "in flight", "limit", "of", "s/job", "submits/s"
+    )
     for s in statuses:
         colour = "green" if s.breaker == "closed" else "red"
         table.add_row(
@@ -197,7 +205,9 @@ def providers(
             f"[{colour}]{s.breaker}[/{colour}]",
             str(s.consecutive_failures),
             str(s.in_flight),
+            f"{s.limit}{' (growing)' if s.slow_start and s.limit < s.capacity else ''}",
             str(s.capacity),
+            "-" if s.latency_seconds is None else f"{s.latency_seconds:.1f}",
             "unlimited" if s.submit_rate is None else f"{s.submit_rate:g}",
         )
     print_table(table)
