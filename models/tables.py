@@ -90,6 +90,8 @@ class Batch(Base):
     budget_exhausted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     #: The quality policy of the batch's rows that do not name their own.
     quality: Mapped[dict[str, Any] | None] = mapped_column(_NULLABLE_JSON)
+    #: The routing of the batch's rows that do not name their own (NULL: the settings').
+    routing: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
     #: sha256 of the uploaded file and its options, sent with ``idempotency_key``.
     request_hash: Mapped[str | None] = mapped_column(Text)
@@ -145,6 +147,9 @@ class Job(Base):
     input: Mapped[dict[str, Any]] = mapped_column(JSONB)
     #: Ordered provider names the current step may run on.
     providers: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    #: How the providers share the job: ``spread``, ``failover`` or ``cheapest``
+    #: (:mod:`worker.values.routing`).
+    routing: Mapped[str] = mapped_column(Text, server_default="failover")
     #: Provider of the current (or last) attempt.
     provider: Mapped[str | None] = mapped_column(Text)
     #: Number of the current attempt; every transition after a claim is guarded by it.
@@ -272,6 +277,10 @@ class Attempt(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
         UniqueConstraint("provider", "request_id", name="uq_attempts_provider_request"),
+        # Each provider's recent time per job, which routing prefers the faster by.
+        Index(
+            "ix_attempts_finished", "finished_at", postgresql_where=text("outcome = 'succeeded'")
+        ),
     )
 
 
@@ -326,6 +335,10 @@ class ProviderHealth(Base):
     opened_at: Mapped[datetime | None] = mapped_column(Timestamp)
     tokens: Mapped[float] = mapped_column(Float, server_default="0")
     tokens_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: The in-flight limit learned from the provider's answers (NULL: not yet heard from).
+    learned_limit: Mapped[float | None] = mapped_column(Float)
+    #: When a rate-limit answer last cut it (NULL: never; the limit is still in slow start).
+    limit_cut_at: Mapped[datetime | None] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 

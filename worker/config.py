@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.values.pricing import price_key
 from worker.values.quality import Thresholds
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
+from worker.values.routing import DEFAULT_ROUTING, Routing
 
 KNOWN_PROVIDERS = ("fal", "runware", "runflow")
 _GATE = Thresholds()
@@ -91,6 +94,18 @@ class Settings(BaseSettings):
     #: Secret behind the per-attempt tokens in Runware callback URLs (Runware does not sign
     #: its callbacks). Without it, Runware jobs are polled instead.
     webhook_secret: SecretStr | None = None
+    #: How a job's providers share it when it does not say: spread, failover or cheapest.
+    routing: Routing = DEFAULT_ROUTING
+    #: Among providers with room, a slower one leaves to faster full ones the jobs they
+    #: would finish first (off: every provider with room takes what it can).
+    routing_latency_aware: bool = True
+    #: Learn each provider's in-flight limit from its answers, within its MAX_IN_FLIGHT.
+    capacity_learning: bool = True
+    #: Where a provider's learned limit starts (its MAX_IN_FLIGHT, when lower).
+    capacity_start: int = Field(default=20, ge=1)
+    #: List prices that differ from the built-in ones, USD per image:
+    #: ``{"runware:flux-kontext-pro": "0.035"}``.
+    prices: dict[str, Decimal] = Field(default_factory=dict)
     #: Provider failures in a row that open its circuit breaker, and how long it stays open.
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
@@ -149,6 +164,15 @@ class Settings(BaseSettings):
     quality_unchanged_color: float = Field(default=_GATE.unchanged_color, ge=0, le=1)
     quality_lost_distance: float = Field(default=_GATE.lost_distance, ge=0, le=1)
     quality_size_tolerance: float = Field(default=_GATE.size_tolerance, ge=0, le=1)
+
+    @field_validator("prices")
+    @classmethod
+    def _price_keys(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for key, price in value.items():
+            price_key(key)
+            if price < 0:
+                raise ValueError(f"{key}: a price must not be negative")
+        return value
 
     @field_validator("callback_secret")
     @classmethod

@@ -40,7 +40,9 @@ from worker.usecases.jobs import Jobs, SourceUrls
 from worker.usecases.provider_status import ProviderStatus, provider_status
 from worker.values.breaker import BreakerPolicy, Limits
 from worker.values.callback_events import CallbackPolicy
+from worker.values.pricing import use_prices
 from worker.values.retry import RetryPolicy
+from worker.values.routing import CapacityPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -77,6 +79,7 @@ class Container:
                 signing=self.settings.callback_secret is not None, fetcher=self.fetcher
             ),
             SourceUrls(self.fetcher),
+            self.settings.routing,
         )
 
     def batches(self, actor: str) -> Batches:
@@ -106,12 +109,14 @@ class Container:
                 capacity=s.capacity(),
                 rates=s.submit_rates(),
                 breaker=BreakerPolicy(s.breaker_failures, s.breaker_cooldown_seconds),
+                learning=CapacityPolicy(learning=s.capacity_learning, start=s.capacity_start),
             ),
             public_url=s.public_url.rstrip("/") if s.public_url else None,
             retry=RetryPolicy(s.backoff_base_seconds, s.backoff_max_seconds),
             submit_grace_seconds=s.submit_grace_seconds,
             callbacks=self.callback_policy(),
             quality_gate=s.quality_gate,
+            latency_aware=s.routing_latency_aware,
             quality=s.quality_thresholds(),
             quality_default=s.quality_policy(),
         )
@@ -176,6 +181,7 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
     """Build a :class:`Container`; nothing connects until first used."""
     celery = celery or default_celery
     configure(celery, settings)
+    use_prices(settings.prices)
     engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
     http = httpx.Client(timeout=settings.http_timeout_seconds, follow_redirects=False)
     s3 = _s3_client(settings, settings.s3_endpoint_url)

@@ -1,17 +1,22 @@
-"""Which provider gets which job: capacity, submit rates, circuit breakers and failover.
+"""Which provider gets which job: learned limits, submit rates, breakers, spill-over.
 
 Dispatch runs in one transaction under an advisory lock: it reads how many jobs each
 provider has in flight and each provider's health, works out how many new jobs each may
-take, and claims them. A provider whose breaker is open takes none, and the queued jobs
-waiting for it move to the next provider on their own list that can take them.
+take (its learned limit, :mod:`worker.values.routing`), and claims them. A provider whose
+breaker is open takes none, and the queued jobs waiting for it move to the next provider
+on their own list that can take them; a full provider's ``spread`` and ``cheapest`` jobs
+spill over to the next of their providers with room.
 """
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 
 from worker.faults import QUALITY_CODES, ErrorKind, Fault
 from worker.repository import Repository
@@ -26,13 +31,25 @@ from worker.values.breaker import (
 )
 from worker.values.pricing import list_price
 from worker.values.records import BudgetUse, Candidate, Claimed, JobRecord
+from worker.values.routing import CapacityPolicy, cut, latency_skip
 
 #: Most jobs one dispatch round claims for one provider, so one transaction stays short.
 CLAIM_BATCH = 1000
 
 
-def dispatch(repo: Repository, limits: Limits, lease_seconds: float) -> list[Claimed]:
-    """Claim due queued jobs within every provider's capacity, rate and breaker.
+def dispatch(
+    repo: Repository,
+    limits: Limits,
+    lease_seconds: float,
+    latency: Mapping[str, float] | None = None,
+) -> list[Claimed]:
+    """Claim due queued jobs within every provider's limit, rate and breaker.
+
+    First each provider takes the jobs waiting for it (and those of a provider whose breaker
+    is open). Then spill-over: a provider with room left takes ``spread`` and ``cheapest``
+    jobs waiting for a full provider, when it is the first of the job's providers with room
+    (:meth:`Repository.spill_due`); a slower provider (by ``latency``, seconds per job)
+    leaves to faster full ones the jobs they would finish first.
 
     A batch with a budget is also held to it: a job is claimed only while the batch's
     spend plus the list price of what it has in flight, and of this job, stays within it.
@@ -40,8 +57,6 @@ def dispatch(repo: Repository, limits: Limits, lease_seconds: float) -> list[Cla
     (``budget_exhausted``) and the batch says so.
     """
     repo.lock_dispatch()
-    budgets = repo.budgets()
-    over: set[uuid.UUID] = set()
     in_flight = repo.in_flight()
     health = repo.lock_all_health(list(limits.order))
     before = dict(health)
@@ -51,31 +66,105 @@ def dispatch(repo: Repository, limits: Limits, lease_seconds: float) -> list[Cla
         health[name], breaker_limit = admission(
             health[name], now, limits.breaker, in_flight.get(name, 0)
         )
-        free = max(limits.capacity.get(name, 0) - in_flight.get(name, 0), 0)
+        free = max(limits.limit(name, health[name]) - in_flight.get(name, 0), 0)
         room[name] = free if breaker_limit is None else min(free, breaker_limit)
     closed = [name for name in limits.order if _refuses(health[name], room[name])]
     waiting = repo.waiting_for(limits.order)
-    claimed: list[Claimed] = []
+    claims = _Claims(repo, limits, lease_seconds, health, now)
     for name in limits.order:
         others = [n for n in closed if n != name]
         # Nothing waits for it, itself or through failover: no query, and no tokens taken.
         if room[name] == 0 or waiting.isdisjoint([name, *others]):
             continue
-        health[name], granted = take_tokens(health[name], now, limits.rates.get(name), room[name])
-        if granted == 0:
-            continue
-        due = repo.due(name, min(granted, CLAIM_BATCH), stand_in_for=others)
-        ids = within_budget(due, name, budgets, over)
-        got = repo.claim(name, ids, lease_seconds)
-        # Tokens not used by a claim that found fewer jobs go back to the bucket.
-        health[name] = _refund(health[name], granted - len(got), limits.rates.get(name))
-        claimed += got
+        room[name] -= claims.take(name, room[name], partial(repo.due, name, stand_in_for=others))
+    _spill_over(repo, limits, claims, room, waiting, latency or {})
     for name, value in health.items():
         if value != before[name]:
             repo.save_health(name, value)
-    for batch_id in over:
+    for batch_id in claims.over:
         repo.stop_for_budget(batch_id)
-    return claimed
+    return claims.claimed
+
+
+def _spill_over(
+    repo: Repository,
+    limits: Limits,
+    claims: _Claims,
+    room: dict[str, int],
+    waiting: set[str],
+    latency: Mapping[str, float],
+) -> None:
+    """Let providers with room take over the jobs waiting for full ones."""
+    limit = {name: limits.limit(name, claims.health[name]) for name in limits.order}
+    full = {name: limit[name] for name in limits.order if not room[name]}
+    if waiting.isdisjoint(full):
+        return
+    for name in limits.order:
+        wanted = room[name]
+        # Only a working provider finishes jobs sooner: an open breaker's takes none.
+        working = {n: v for n, v in full.items() if claims.health[n].state is BreakerState.CLOSED}
+        skip = latency_skip(name, latency, working) if wanted else 0
+        if skip:
+            backlog = repo.spill_backlog(name, list(full), skip + wanted)
+            wanted = min(wanted, max(backlog - skip, 0))
+        if not wanted:
+            continue
+        room[name] -= claims.take(name, wanted, partial(repo.spill_due, name, full=list(full)))
+        if not room[name]:
+            full[name] = limit[name]
+
+
+class _Claims:
+    """What one dispatch round claims: within each provider's rate and each batch's budget."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        limits: Limits,
+        lease_seconds: float,
+        health: dict[str, Health],
+        now: datetime,
+    ) -> None:
+        self.repo = repo
+        self.limits = limits
+        self.lease_seconds = lease_seconds
+        self.health = health
+        self.now = now
+        self.budgets = repo.budgets()
+        self.over: set[uuid.UUID] = set()
+        self.claimed: list[Claimed] = []
+
+    def take(self, provider: str, wanted: int, fetch: Callable[[int], list[Candidate]]) -> int:
+        """Claim up to ``wanted`` of the jobs ``fetch(n)`` finds for ``provider``; how many."""
+        rate = self.limits.rates.get(provider)
+        self.health[provider], granted = take_tokens(self.health[provider], self.now, rate, wanted)
+        if granted == 0:
+            return 0
+        due = fetch(min(granted, CLAIM_BATCH))
+        ids = within_budget(due, provider, self.budgets, self.over)
+        got = self.repo.claim(provider, ids, self.lease_seconds)
+        # Tokens not used by a claim that found fewer jobs go back to the bucket.
+        self.health[provider] = _refund(self.health[provider], granted - len(got), rate)
+        self.claimed += got
+        return len(got)
+
+
+class LatencyEstimates:
+    """Each provider's recent time per job, read at most every ``refresh_seconds``."""
+
+    def __init__(self, window_seconds: float = 300.0, refresh_seconds: float = 5.0) -> None:
+        self._window = window_seconds
+        self._refresh = refresh_seconds
+        self._read_at = -math.inf
+        self._values: dict[str, float] = {}
+
+    def get(self, repo: Repository) -> dict[str, float]:
+        """The estimates, read again when they are older than ``refresh_seconds``."""
+        now = time.monotonic()
+        if now - self._read_at >= self._refresh:
+            self._values = repo.latencies(self._window)
+            self._read_at = now
+        return self._values
 
 
 def within_budget(
@@ -107,8 +196,8 @@ def within_budget(
 
 
 def _refuses(health: Health, room: int) -> bool:
-    # Only a provider whose breaker is not closed hands its queue on; one that is merely
-    # busy keeps its jobs, which chose it first.
+    # A provider whose breaker is not closed hands its whole queue on, whatever the jobs'
+    # routing; one that is merely busy keeps its ``failover`` jobs, which chose it first.
     return room == 0 and health.state is not BreakerState.CLOSED
 
 
@@ -116,6 +205,19 @@ def _refund(health: Health, unused: int, rate: float | None) -> Health:
     if rate is None or unused <= 0:
         return health
     return replace(health, tokens=health.tokens + unused)
+
+
+def record_rate_limit(repo: Repository, provider: str, policy: CapacityPolicy) -> None:
+    """``provider`` answered a submission with 429 or queue-full: cut its learned limit."""
+    if not policy.learning:
+        return
+    health = repo.lock_health(provider)
+    now = datetime.now(UTC)
+    # What the provider holds of ours: it said no at about that many.
+    accepted = repo.running_at(provider)
+    lowered = cut(health.learned_limit, health.limit_cut_at, accepted, now, policy)
+    if lowered is not None:
+        repo.save_health(provider, replace(health, learned_limit=lowered, limit_cut_at=now))
 
 
 def record_failure(repo: Repository, provider: str, policy: BreakerPolicy) -> None:

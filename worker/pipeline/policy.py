@@ -32,6 +32,8 @@ class Policy:
     #: Whether finalize checks outputs, with which thresholds, and what a failed check
     #: does to a job that does not say.
     quality_gate: bool = True
+    #: Whether a slower provider leaves to faster full ones the jobs they finish first.
+    latency_aware: bool = True
     quality: Thresholds = field(default_factory=Thresholds)
     quality_default: QualityPolicy = field(default_factory=QualityPolicy)
 

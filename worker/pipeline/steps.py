@@ -73,6 +73,7 @@ class Pipeline:
         self._policy = policy
         self._leases = leases
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._latency = routing.LatencyEstimates()
         self._finalizer = Finalizer(
             db,
             providers,
@@ -88,9 +89,12 @@ class Pipeline:
     # -- dispatch -------------------------------------------------------------------------
 
     def dispatch(self) -> int:
-        """Claim queued jobs within each provider's capacity, rate and breaker; send them on."""
+        """Claim queued jobs within each provider's limit, rate and breaker; send them on."""
         with self._db.transaction() as repo:
-            claimed = routing.dispatch(repo, self._policy.limits, self._policy.lease_seconds)
+            latency = self._latency.get(repo) if self._policy.latency_aware else {}
+            claimed = routing.dispatch(
+                repo, self._policy.limits, self._policy.lease_seconds, latency
+            )
         for c in claimed:
             self._send(self._queue.submit, c.job_id, c.attempt)
         return len(claimed)
@@ -135,10 +139,17 @@ class Pipeline:
         except ProviderCallError as exc:
             if exc.fault.code == PROVIDER_TIMEOUT:
                 return self._unanswered(attempt, exc.fault)
+            if exc.fault.kind is ErrorKind.RATE_LIMITED:
+                # The provider is full: its learned limit comes down at once.
+                with self._db.transaction() as repo:
+                    routing.record_rate_limit(repo, attempt.provider, self._policy.limits.learning)
             return self._after_failure(job, attempt, exc.fault)
         first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
+        limits = self._policy.limits
         with self._db.transaction() as repo:
             repo.record_success(attempt.provider)
+            ceiling = limits.capacity.get(attempt.provider, 0)
+            repo.grow_limit(attempt.provider, ceiling, limits.learning)
             moved = repo.mark_running(attempt, sent.request_id, dict(sent.data), first_poll)
             canceled = not moved and repo.record_canceled_request(
                 attempt.id, sent.request_id, dict(sent.data)

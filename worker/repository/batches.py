@@ -51,6 +51,7 @@ class BatchRows(OpsMoves):
                 idempotency_key=new.idempotency_key,
                 request_hash=new.request_hash,
                 quality=new.quality,
+                routing=new.routing,
             )
             .on_conflict_do_nothing()
             .returning(Batch.id)
@@ -320,4 +321,5 @@ def batch_record(row: Batch) -> BatchRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         completed_at=row.completed_at,
+        routing=row.routing,
     )

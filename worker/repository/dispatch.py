@@ -57,17 +57,24 @@ class DispatchRows(SessionBound):
         lets dispatch proceed past rows another transaction is changing (a cancel, say).
         """
         params = {"due_provider": provider, "due_others": list(stand_in_for), "due_limit": limit}
-        rows = [*self.run(_DUE_UNBATCHED, params), *self.run(_DUE_BATCHED, params)]
-        rows.sort(key=lambda r: (-r.priority, -r.step, r.run_after, r.created_at))
-        turn: dict[uuid.UUID | None, int] = {}
-        ranked: list[tuple[int, int, Candidate]] = []
-        for job_id, batch_id, priority, _, _, _, model, num_images in rows:
-            turn[batch_id] = turn.get(batch_id, -1) + 1
-            ranked.append(
-                (-priority, turn[batch_id], Candidate(job_id, batch_id, model, num_images or 1))
-            )
-        ranked.sort(key=lambda r: (r[0], r[1]))
-        return [candidate for _, _, candidate in ranked[:limit]]
+        return _fair([*self.run(_OWN[0], params), *self.run(_OWN[1], params)], limit)
+
+    def spill_due(self, provider: str, limit: int, full: Sequence[str]) -> list[Candidate]:
+        """Up to ``limit`` due ``spread`` and ``cheapest`` jobs ``provider`` may take over,
+        locked, in fair order: spill-over.
+
+        A job is taken over when it waits for a provider in ``full`` (no room left), lists
+        ``provider``, and every provider it lists before ``provider`` is full too: so it goes
+        to the first of its providers with room, in the order it lists them (by price, for
+        ``cheapest``).
+        """
+        params = {"due_provider": provider, "due_full": list(full), "due_limit": limit}
+        return _fair([*self.run(_SPILL[0], params), *self.run(_SPILL[1], params)], limit)
+
+    def spill_backlog(self, provider: str, full: Sequence[str], cap: int) -> int:
+        """How many due jobs ``provider`` could take over (:meth:`spill_due`), up to ``cap``."""
+        params = {"due_provider": provider, "due_full": list(full), "due_limit": cap}
+        return int(self.run(_BACKLOG, params).scalar_one())
 
     def claim(self, provider: str, ids: Sequence[uuid.UUID], lease_seconds: float) -> list[Claimed]:
         """Claim the locked due jobs ``ids`` for ``provider``: each gets a new attempt."""
@@ -121,18 +128,52 @@ class DispatchRows(SessionBound):
         return claimed
 
 
-def _due_statements() -> tuple[Select[Any], Select[Any]]:
+def _fair(rows: list[Any], limit: int) -> list[Candidate]:
+    """Due rows in fair order: priority, then round-robin across batches, a chain's later
+    step first within a batch."""
+    rows.sort(key=lambda r: (-r.priority, -r.step, r.run_after, r.created_at))
+    turn: dict[uuid.UUID | None, int] = {}
+    ranked: list[tuple[int, int, Candidate]] = []
+    for job_id, batch_id, priority, _, _, _, model, num_images in rows:
+        turn[batch_id] = turn.get(batch_id, -1) + 1
+        ranked.append(
+            (-priority, turn[batch_id], Candidate(job_id, batch_id, model, num_images or 1))
+        )
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    return [candidate for _, _, candidate in ranked[:limit]]
+
+
+_PROVIDER = bindparam("due_provider", type_=Text)
+
+
+def _own() -> Any:
+    """Jobs waiting for the provider, or for one it stands in for (an open breaker's)."""
+    others = bindparam("due_others", type_=ARRAY(Text))
+    return or_(
+        Job.provider == _PROVIDER,
+        and_(Job.provider == any_(others), any_(Job.providers) == _PROVIDER),
+    )
+
+
+def _spill() -> Any:
+    """Jobs that spill over (every routing but ``failover``), waiting for a full provider,
+    that list the provider after only full ones."""
+    full = bindparam("due_full", type_=ARRAY(Text))
+    before = Job.providers[1 : func.array_position(Job.providers, _PROVIDER) - 1]
+    return and_(
+        Job.routing != "failover",
+        Job.provider == any_(full),
+        any_(Job.providers) == _PROVIDER,
+        before.contained_by(full),
+    )
+
+
+def _due_statements(mine: Any) -> tuple[Select[Any], Select[Any]]:
     """The due jobs in no batch, and the head of each running batch's due jobs.
 
-    Built once, with the provider, the providers it stands in for, and the limit as
-    parameters: building the lateral join costs more CPU than running it.
+    Built once, with the provider, who it takes jobs from, and the limit as parameters:
+    building the lateral join costs more CPU than running it.
     """
-    provider = bindparam("due_provider", type_=Text)
-    others = bindparam("due_others", type_=ARRAY(Text))
-    mine = or_(
-        Job.provider == provider,
-        and_(Job.provider == any_(others), provider == any_(Job.providers)),
-    )
     columns = (
         Job.id,
         Job.batch_id,
@@ -161,7 +202,22 @@ def _due_statements() -> tuple[Select[Any], Select[Any]]:
     )
 
 
-_DUE_UNBATCHED, _DUE_BATCHED = _due_statements()
+_OWN = _due_statements(_own())
+_SPILL = _due_statements(_spill())
+_BACKLOG = select(func.count()).select_from(
+    select(Job.id)
+    .where(
+        Job.state == JobState.QUEUED,
+        Job.run_after <= NOW,
+        _spill(),
+        or_(
+            Job.batch_id.is_(None),
+            exists().where(Batch.id == Job.batch_id, Batch.state == BatchState.RUNNING),
+        ),
+    )
+    .limit(bindparam("due_limit", type_=Integer))
+    .subquery()
+)
 
 
 def _waiting_statement() -> Select[Any]:

@@ -1,15 +1,16 @@
-"""Provider health rows: the circuit breakers and submit-rate buckets."""
+"""Provider health rows: the circuit breakers, submit-rate buckets and learned limits."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from models.tables import ProviderHealth
-from worker.repository.base import NOW, SessionBound
+from models.tables import Attempt, ProviderHealth
+from worker.repository.base import NOW, SessionBound, seconds_from_now
 from worker.values.breaker import BreakerState, Health
+from worker.values.routing import CapacityPolicy, grown
 
 
 class HealthRows(SessionBound):
@@ -47,6 +48,37 @@ class HealthRows(SessionBound):
         """
         self.run(_CLOSE, {"close_provider": provider})
 
+    def grow_limit(self, provider: str, ceiling: int, policy: CapacityPolicy) -> None:
+        """``provider`` accepted a submission: its learned limit grows toward ``ceiling``.
+
+        A provider at its ceiling (the common case) costs one read and no write.
+        """
+        if not policy.learning:
+            return
+        row = self.run(_BELOW_CEILING, {"g_provider": provider, "g_ceiling": ceiling}).first()
+        if row is None:
+            return
+        value = grown(row.learned_limit, row.limit_cut_at, ceiling, policy)
+        self.run(
+            update(ProviderHealth)
+            .where(ProviderHealth.provider == provider)
+            .values(learned_limit=value, updated_at=NOW)
+        )
+
+    def latencies(self, window_seconds: float) -> dict[str, float]:
+        """Each provider's median seconds from submit to stored, over recent successes."""
+        took = func.extract("epoch", Attempt.finished_at - Attempt.submitted_at)
+        rows = self.run(
+            select(Attempt.provider, func.percentile_cont(0.5).within_group(took))
+            .where(
+                Attempt.outcome == "succeeded",
+                Attempt.finished_at > seconds_from_now(-window_seconds),
+                Attempt.submitted_at.is_not(None),
+            )
+            .group_by(Attempt.provider)
+        )
+        return {provider: float(median) for provider, median in rows if median is not None}
+
     def save_health(self, provider: str, health: Health) -> None:
         """Write a provider's health back."""
         self.run(
@@ -63,6 +95,8 @@ def _health(row: Any) -> Health:
         opened_at=row.opened_at,
         tokens=row.tokens,
         tokens_at=row.tokens_at,
+        learned_limit=row.learned_limit,
+        limit_cut_at=row.limit_cut_at,
     )
 
 
@@ -73,6 +107,8 @@ def _values(health: Health) -> dict[str, object]:
         "opened_at": health.opened_at,
         "tokens": health.tokens,
         "tokens_at": health.tokens_at,
+        "learned_limit": health.learned_limit,
+        "limit_cut_at": health.limit_cut_at,
         "updated_at": NOW,
     }
 
@@ -82,6 +118,19 @@ _LOCK = (
     select(ProviderHealth.__table__)
     .where(ProviderHealth.provider.in_(bindparam("names", expanding=True)))
     .order_by(ProviderHealth.provider)
+    .with_for_update()
+)
+
+#: A provider's learned limit, locked, if it is below the ceiling; built once.
+_BELOW_CEILING = (
+    select(ProviderHealth.learned_limit, ProviderHealth.limit_cut_at)
+    .where(
+        ProviderHealth.provider == bindparam("g_provider"),
+        or_(
+            ProviderHealth.learned_limit.is_(None),
+            ProviderHealth.learned_limit < bindparam("g_ceiling"),
+        ),
+    )
     .with_for_update()
 )
 

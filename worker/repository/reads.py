@@ -114,6 +114,11 @@ class Reads(SessionBound):
         rows = self.s.execute(select(Job.state, func.count()).group_by(Job.state))
         return dict(rows.all())
 
+    def running_at(self, provider: str) -> int:
+        """Jobs ``provider`` has accepted and not yet finished (its own view of in flight)."""
+        query = select(func.count()).where(Job.state == JobState.RUNNING, Job.provider == provider)
+        return int(self.s.scalar(query) or 0)
+
     def in_flight(self) -> dict[str, int]:
         """Jobs each provider is working on (submitting or running), by provider."""
         return {provider: count for provider, count in self.run(_IN_FLIGHT) if provider}

@@ -245,6 +245,7 @@ def job_values(new: NewJob) -> dict[str, Any]:
         "quality": new.quality,
         "steps": list(new.steps),
         "callback_events": list(new.callback_events),
+        "routing": new.routing,
     }
 
 

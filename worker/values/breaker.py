@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from worker.values.routing import CapacityPolicy, current
 
 
 class BreakerState(StrEnum):
@@ -47,6 +49,11 @@ class Health:
     #: Submit tokens left at ``tokens_at`` (ignored when the provider has no rate limit).
     tokens: float = 0.0
     tokens_at: datetime | None = None
+    #: The in-flight limit learned from its answers (:mod:`worker.values.routing`); None:
+    #: not heard from yet.
+    learned_limit: float | None = None
+    #: When a rate-limit answer last cut the limit (None: never).
+    limit_cut_at: datetime | None = None
 
     @property
     def healthy(self) -> bool:
@@ -105,6 +112,12 @@ class Limits:
 
     #: Providers in dispatch order (the default order first).
     order: tuple[str, ...]
+    #: Each provider's configured in-flight limit: the ceiling of its learned one.
     capacity: Mapping[str, int]
     rates: Mapping[str, float | None]
     breaker: BreakerPolicy
+    learning: CapacityPolicy = field(default_factory=CapacityPolicy)
+
+    def limit(self, provider: str, health: Health) -> int:
+        """How many jobs ``provider`` may have in flight now (learned, within its ceiling)."""
+        return current(health.learned_limit, self.capacity.get(provider, 0), self.learning)

@@ -34,6 +34,8 @@ class NewJob:
     steps: tuple[dict[str, Any], ...] = ()
     #: Callback events besides the terminal ones (``job.step_succeeded``).
     callback_events: tuple[str, ...] = ()
+    #: How the providers share it (:mod:`worker.values.routing`).
+    routing: str = "spread"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ class JobRecord:
     steps: tuple[dict[str, Any], ...] = ()
     #: Callback events sent besides the terminal ones (``job.step_succeeded``).
     callback_events: tuple[str, ...] = ()
+    #: How the providers share it: ``spread``, ``failover`` or ``cheapest``.
+    routing: str = "failover"
 
     @property
     def length(self) -> int:
@@ -208,6 +212,8 @@ class NewBatch:
     idempotency_key: str | None = None
     request_hash: str | None = None
     quality: dict[str, Any] | None = None
+    #: The rows' routing (None: the settings' default).
+    routing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +240,8 @@ class BatchRecord:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    #: The rows' routing, when the batch named one.
+    routing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
