@@ -27,6 +27,9 @@ TARGETS = {
     "quality_gate": "no false positives; throughput ratio reported",
     "ingest": "100,000 rows < 20 s",
     "memory": "worker RSS < 300 MB",
+    "fill_providers": "spread within 1.10 x ideal; failover about 3 x",
+    "learn_limit": "within 1.15 x ideal at the hidden limit; 429s < 5 % of jobs",
+    "prefer_faster": "latency-aware against plain spreading, ratio reported",
 }
 
 
@@ -91,6 +94,34 @@ def headline(name: str, figures: Figures, results: dict[str, Figures]) -> str:
     )
 
 
+ROUTING_SCENARIOS = frozenset({"fill_providers", "learn_limit", "prefer_faster"})
+
+
+def routing_headline(name: str, figures: Figures) -> str:
+    """The routing scenarios' lines: each side against the ideal."""
+    ideal = f"ideal {figures['ideal_seconds']} s"
+    if name == "fill_providers":
+        spread, failover = figures["spread"], figures["failover"]
+        return (
+            f"{figures['jobs']} jobs on 3 x {figures['capacity_each']}: spread "
+            f"{spread['makespan_seconds']} s ({spread['over_ideal']} x {ideal}), failover "
+            f"{failover['makespan_seconds']} s ({failover['over_ideal']} x)"
+        )
+    if name == "learn_limit":
+        learned, fixed = figures["learned"], figures["fixed"]
+        return (
+            f"hidden limit {figures['hidden_limit']}, set to {figures['configured_limit']}: "
+            f"learned {learned['makespan_seconds']} s ({learned['over_ideal']} x {ideal}, "
+            f"{learned['rate_limited_share']:.1%} 429s), fixed {fixed['makespan_seconds']} s "
+            f"({fixed['over_ideal']} x, {fixed['rate_limited_share']:.1%} 429s)"
+        )
+    aware, plain = figures["latency_aware"], figures["plain_spread"]
+    return (
+        f"{figures['jobs']} jobs, 2 s and 6 s: latency-aware {aware['makespan_seconds']} s, "
+        f"plain {plain['makespan_seconds']} s ({figures['aware_over_plain']} x; {ideal})"
+    )
+
+
 def speedup(ours: Figures, naive: Figures) -> float:
     """editq's throughput on the latency-bound catalog over the naive design's."""
     return round(float(ours["jobs_per_second"]) / float(naive["jobs_per_second"]), 1)
@@ -139,7 +170,12 @@ def main() -> None:
         console.print(f"  done in {time.monotonic() - started:.0f} s: {results[name]}")
     table = Table("scenario", "result", "target", title="editq benchmark")
     for name, figures in results.items():
-        table.add_row(name, headline(name, figures, results), TARGETS[name])
+        line = (
+            routing_headline(name, figures)
+            if name in ROUTING_SCENARIOS
+            else headline(name, figures, results)
+        )
+        table.add_row(name, line, TARGETS[name])
     console.print(table)
     report = {"machine": machine(), "quick": args.quick, "results": results}
     if "latency_bound" in results and "naive_design" in results:

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,15 @@ class Running:
     stack: Processes
     env: dict[str, str]
     api: httpx.Client
+    #: The fal emulator's admin client; ``emulators`` has every running one's.
     emulator: httpx.Client
     home: Path
+    emulators: dict[str, httpx.Client] = field(default_factory=dict)
 
-    def configure_emulator(self, **changes: Any) -> None:
-        """Change the fal emulator's latency, jitter or concurrency."""
-        self.emulator.patch("/_emulator/config", json=changes).raise_for_status()
+    def configure_emulator(self, provider: str = "fal", **changes: Any) -> None:
+        """Change an emulator's latency, jitter, concurrency or faults."""
+        client = self.emulators.get(provider, self.emulator)
+        client.patch("/_emulator/config", json=changes).raise_for_status()
 
     def source_url(self, size: tuple[int, int] = (64, 64)) -> str:
         """A small product photo in the bucket, presigned for the emulator to read."""
@@ -60,13 +63,15 @@ class Running:
         container.close()
         return url
 
-    def submit_batch(self, rows: int, image_url: str) -> tuple[str, float]:
-        """POST a JSONL batch of ``rows`` edits; returns its id and the seconds the POST took."""
+    def submit_batch(self, rows: int, image_url: str, **options: Any) -> tuple[str, float]:
+        """POST a JSONL batch of ``rows`` edits (``options``: the batch's query, such as
+        ``providers`` and ``routing``); returns its id and the seconds the POST took."""
         body = jsonl(rows, image_url)
         started = time.perf_counter()
         answer = self.api.post(
             "/v1/batches",
             content=body,
+            params=options,
             headers={"Content-Type": "application/x-ndjson"},
             timeout=600,
         )
@@ -202,14 +207,18 @@ def jsonl(rows: int, image_url: str) -> bytes:
 
 @contextmanager
 def stack(
-    home: Path, settings: Mapping[str, str], *, processes: tuple[str, ...] = ("worker", "scheduler")
+    home: Path,
+    settings: Mapping[str, str],
+    *,
+    processes: tuple[str, ...] = ("worker", "scheduler"),
+    emulators: tuple[str, ...] = ("fal",),
 ) -> Iterator[Running]:
-    """Fresh services under ``home`` plus the fal emulator, the api and ``processes``."""
+    """Fresh services under ``home`` plus the ``emulators``, the api and ``processes``."""
     env = dict(services.up(home).values)
     upgrade(env["EDITQ_DATABASE_URL"])
     ports = Ports.free()
     env = local_env(env, ports, webhooks=True)
-    env.update(EDITQ_API_KEYS=API_KEY, EDITQ_PROVIDERS="fal", **settings)
+    env.update({"EDITQ_API_KEYS": API_KEY, "EDITQ_PROVIDERS": "fal", **settings})
     # This process builds a container too (to upload sources), from the same settings; a
     # fresh boto3 session, since the default one keeps the credentials of an earlier stack.
     os.environ.update(env)
@@ -217,11 +226,12 @@ def stack(
     try:
         with Processes(env, home / "logs") as running:
             fal = f"http://127.0.0.1:{ports.fal}"
-            running.start(
-                "fal-emulator",
-                ["emulate", "fal", "--port", str(ports.fal)],
-                fal + "/_emulator/stats",
-            )
+            urls = {name: f"http://127.0.0.1:{getattr(ports, name)}" for name in emulators}
+            for name, url in urls.items():
+                port = str(getattr(ports, name))
+                running.start(
+                    f"{name}-emulator", ["emulate", name, "--port", port], url + "/_emulator/stats"
+                )
             running.start(
                 "api", ["api", "--port", str(ports.api)], f"http://127.0.0.1:{ports.api}/readyz"
             )
@@ -239,9 +249,16 @@ def stack(
                     base_url=fal, headers={"Authorization": "Key bench"}, timeout=60
                 ) as emulator,
             ):
-                ready = Running(running, env, api, emulator, home)
-                if "worker" in processes and "scheduler" in processes:
-                    ready.warm_up()
-                yield ready
+                admins = {
+                    name: httpx.Client(base_url=url, timeout=60) for name, url in urls.items()
+                }
+                ready = Running(running, env, api, emulator, home, admins)
+                try:
+                    if "worker" in processes and "scheduler" in processes:
+                        ready.warm_up()
+                    yield ready
+                finally:
+                    for client in admins.values():
+                        client.close()
     finally:
         services.down(home)

@@ -8,13 +8,14 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import naive
+from bench import naive, routing
 from bench import quality as bench_quality
 from bench.harness import MachineBusy, Running, cpu_between, cpu_seconds, memory_mb, stack
+from bench.routing import RoutingScale
 
 Figures = dict[str, Any]
 
@@ -33,6 +34,7 @@ class Scale:
     gate_jobs: int = 500
     ingest_rows: int = 100_000
     memory_jobs: int = 5000
+    routing: RoutingScale = field(default_factory=RoutingScale)
 
     @classmethod
     def quick(cls) -> Scale:
@@ -47,6 +49,7 @@ class Scale:
             gate_jobs=40,
             ingest_rows=5000,
             memory_jobs=300,
+            routing=RoutingScale.quick(),
         )
 
 
@@ -272,4 +275,7 @@ SCENARIOS: dict[str, Callable[[Path, Scale], Figures]] = {
     "quality_gate": quality_gate,
     "ingest": ingest,
     "memory": memory,
+    "fill_providers": lambda home, scale: routing.fill_providers(home, scale.routing),
+    "learn_limit": lambda home, scale: routing.learn_limit(home, scale.routing),
+    "prefer_faster": lambda home, scale: routing.prefer_faster(home, scale.routing),
 }

@@ -61,3 +61,18 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_figures(
     assert figures["memory"]["jobs_in_flight"] >= quick.memory_jobs
     assert figures["memory"]["worker_rss_mb"] > 0
     assert report["speedup_over_naive"] > 0
+    routing = quick.routing
+    fill = figures["fill_providers"]
+    for run_ in ("spread", "failover"):
+        assert fill[run_]["succeeded"] == fill["jobs"] == routing.fill_jobs
+    # Spreading used every provider; failover kept to the first while it was healthy.
+    assert set(fill["spread"]["by_provider"]) == {"fal", "runware", "runflow"}
+    assert fill["ideal_seconds"] > 0 and fill["failover_over_spread"] > 0
+    learn = figures["learn_limit"]
+    for run_ in ("learned", "fixed"):
+        assert learn[run_]["succeeded"] == learn["jobs"] == routing.learn_jobs
+        assert learn[run_]["rate_limited"] > 0  # the hidden limit was met, and answered 429
+    pair = figures["prefer_faster"]
+    for run_ in ("latency_aware", "plain_spread"):
+        assert pair[run_]["succeeded"] == pair["jobs"] == routing.pair_jobs
+    assert pair["aware_over_plain"] > 0

@@ -66,8 +66,12 @@ def stack(test_env: dict[str, str], engine: Engine, tmp_path: Path) -> Iterator[
 
 
 def submit_all(stack: Running, count: int = JOBS, **changes: Any) -> list[str]:
-    """Submit ``count`` jobs, spread over the three providers."""
-    return [stack.submit(PROVIDERS[i % 3], **changes)["id"] for i in range(count)]
+    """Submit ``count`` jobs, each listing the three providers (first each in turn), with
+    the default routing: a provider that is full or failing spills its jobs to the others."""
+    return [
+        stack.submit(providers=[PROVIDERS[(i + k) % 3] for k in range(3)], **changes)["id"]
+        for i in range(count)
+    ]
 
 
 def restart_workers(stack: Running) -> None:

@@ -63,7 +63,7 @@ def test_json_is_one_document_with_iso_timestamps(capsys: pytest.CaptureFixture[
     from worker.usecases.provider_status import ProviderStatus
 
     at = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-    print_json([ProviderStatus("fal", "open", 3, at, 1, 8, None)])
+    print_json([ProviderStatus("fal", "open", 3, at, 1, 8, None, 6, False, 2.5)])
     assert json.loads(capsys.readouterr().out) == [
         {
             "name": "fal",
@@ -73,6 +73,9 @@ def test_json_is_one_document_with_iso_timestamps(capsys: pytest.CaptureFixture[
             "in_flight": 1,
             "capacity": 8,
             "submit_rate": None,
+            "limit": 6,
+            "slow_start": False,
+            "latency_seconds": 2.5,
         }
     ]
 

@@ -24,6 +24,7 @@ from worker.cli.output import (
     JsonOption,
     OnFailureChoice,
     Provider,
+    RoutingChoice,
     output_names,
     print_json,
     print_table,
@@ -35,6 +36,7 @@ from worker.values.batch_file import Reject, format_of
 from worker.values.batch_status import BatchStatus
 from worker.values.canonical import ModelName
 from worker.values.quality_policy import OnFailure, QualityPolicy
+from worker.values.routing import Routing
 from worker.wiring import Container
 
 batch_app = typer.Typer(
@@ -79,6 +81,10 @@ def submit(
         OnFailureChoice | None,
         typer.Option(help="What a failed quality check does; unset: EDITQ_QUALITY_ON_FAILURE."),
     ] = None,
+    routing: Annotated[
+        RoutingChoice | None,
+        typer.Option(help="How the rows' providers share them; unset: EDITQ_ROUTING."),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Submitting the same file with it again is a no-op.")
     ] = None,
@@ -94,6 +100,7 @@ def submit(
         callback_url=callback_url,
         budget_usd=None if budget is None else Decimal(str(budget)),
         quality=None if on_failure is None else QualityPolicy(cast(OnFailure, on_failure.value)),
+        routing=None if routing is None else cast(Routing, routing.value),
         strict=strict,
     )
     batches = container.batches("cli")

@@ -26,6 +26,7 @@ from worker.cli.output import (
     OnFailureChoice,
     OutputFormat,
     Provider,
+    RoutingChoice,
     follow,
     job_document,
     output_names,
@@ -119,6 +120,10 @@ def submit(
         str | None,
         typer.Option(help="The same key and request again give back the first job, not a new one."),
     ] = None,
+    routing: Annotated[
+        RoutingChoice | None,
+        typer.Option(help="How the providers share the job; unset: EDITQ_ROUTING."),
+    ] = None,
     then: Annotated[
         list[str] | None,
         typer.Option(
@@ -158,6 +163,7 @@ def submit(
                 "metadata": _pairs(metadata or []),
                 "quality": {"on_failure": on_failure.value} if on_failure else None,
                 "steps": [{"prompt": p} for p in then or []],
+                "routing": routing.value if routing else None,
                 "callback_events": ["job.step_succeeded"] if step_callbacks else [],
             }
         )

@@ -35,6 +35,7 @@ from worker.values.callback_events import CallbackFilter
 from worker.values.canonical import EditInput
 from worker.values.quality_policy import ON_FAILURE
 from worker.values.records import JobDetail, JobRecord
+from worker.values.routing import ROUTINGS
 from worker.wiring import Container
 
 JsonOption = Annotated[
@@ -52,6 +53,9 @@ OutputFormat = StrEnum(  # type: ignore[misc]  # members are EditInput's Literal
 )
 OnFailureChoice = StrEnum(  # type: ignore[misc]  # members are ON_FAILURE, unknown to mypy
     "OnFailureChoice", [(name, name) for name in ON_FAILURE]
+)
+RoutingChoice = StrEnum(  # type: ignore[misc]  # members are ROUTINGS, unknown to mypy
+    "RoutingChoice", [(name, name) for name in ROUTINGS]
 )
 DEFAULT_OUTPUT_FORMAT = OutputFormat(EditInput.model_fields["output_format"].default)
 

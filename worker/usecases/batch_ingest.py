@@ -30,6 +30,7 @@ from worker.values.batch_file import BatchFormat, Reject, Row, read_rows
 from worker.values.canonical import ModelName
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, QualityPolicy
 from worker.values.records import NewBatch, NewJob
+from worker.values.routing import Routing
 
 #: Rows inserted per statement.
 CHUNK = 2000
@@ -48,6 +49,8 @@ class BatchOptions:
     budget_usd: Decimal | None = None
     #: What a failed quality check does to the rows' jobs (None: the settings' default).
     quality: QualityPolicy | None = None
+    #: How the rows' providers share them (None: the settings' default).
+    routing: Routing | None = None
     #: Refuse the whole file if any row is bad.
     strict: bool = False
 
@@ -123,8 +126,9 @@ class BatchIngest:
             )
         try:
             providers = row.options.providers or options.providers
-            eligible, excluded = self._jobs.route(model, row.input, providers)
-            steps = self._jobs.plan_steps(model, row.input, providers, row.steps)
+            routing = row.options.routing or options.routing or self._jobs.default_routing
+            eligible, excluded = self._jobs.route(model, row.input, providers, routing)
+            steps = self._jobs.plan_steps(model, row.input, providers, row.steps, routing)
         except (NoProviderCanRun, ChainInvalid) as exc:
             first = exc.details["fields"][0]
             return Reject(
@@ -143,6 +147,7 @@ class BatchIngest:
             batch_id=batch.id,
             quality=_row_quality(row, options),
             steps=tuple(steps),
+            routing=routing,
         )
 
     def _refused(

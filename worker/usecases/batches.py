@@ -92,6 +92,7 @@ class Batches(BatchResults):
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
             quality=None if options.quality is None else options.quality.to_json(),
+            routing=options.routing,
         )
         with self._db.transaction() as repo:
             created = repo.insert_batch(new)

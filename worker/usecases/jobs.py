@@ -32,6 +32,7 @@ from worker.values.canonical import EditInput
 from worker.values.chain import StepIn
 from worker.values.quality_policy import QualityPolicy
 from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob
+from worker.values.routing import DEFAULT_ROUTING, Routing, ordered
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class JobRequest:
     steps: tuple[StepIn, ...] = ()
     #: Callback events besides the terminal ones (``job.step_succeeded``).
     callback_events: tuple[str, ...] = ()
+    #: How the providers share the job; None: the settings' default.
+    routing: Routing | None = None
 
     def fingerprint(self) -> str:
         """sha256 of the request in canonical JSON; equal requests give equal fingerprints."""
@@ -69,6 +72,8 @@ class JobRequest:
             body["steps"] = [s.model_dump(mode="json", exclude_unset=True) for s in self.steps]
         if self.callback_events:
             body["callback_events"] = sorted(self.callback_events)
+        if self.routing is not None:
+            body["routing"] = self.routing
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -124,6 +129,7 @@ class Jobs:
         max_attempts: int,
         callback_targets: CallbackTargets | None = None,
         sources: SourceUrls | None = None,
+        default_routing: Routing = DEFAULT_ROUTING,
     ) -> None:
         self._db = db
         self._queue = queue
@@ -134,6 +140,8 @@ class Jobs:
         self._callback_targets = callback_targets
         #: Checks a job's source ``image_url``; None accepts any (tests of other rules).
         self._sources = sources
+        #: How a job's providers share it when the job (or its batch) does not say.
+        self.default_routing = default_routing
 
     def create(
         self, request: JobRequest, idempotency_key: str | None = None
@@ -146,8 +154,11 @@ class Jobs:
         fingerprint = request.fingerprint()
         self.check_callback_url(request.callback_url)
         self.check_source(request.input.image_url)
-        eligible, excluded = self.route(request.model, request.input, request.providers)
-        steps = self.plan_steps(request.model, request.input, request.providers, request.steps)
+        chosen = request.routing or self.default_routing
+        eligible, excluded = self.route(request.model, request.input, request.providers, chosen)
+        steps = self.plan_steps(
+            request.model, request.input, request.providers, request.steps, chosen
+        )
         new = NewJob(
             id=uuid.uuid4(),
             model=request.model,
@@ -164,6 +175,7 @@ class Jobs:
             quality=None if request.quality is None else request.quality.to_json(),
             steps=tuple(steps),
             callback_events=request.callback_events,
+            routing=chosen,
         )
         with self._db.transaction() as repo:
             created = repo.insert_job(new)
@@ -182,6 +194,7 @@ class Jobs:
         first: EditInput,
         providers: Sequence[str],
         steps: Sequence[StepIn],
+        routing: Routing = DEFAULT_ROUTING,
     ) -> list[dict[str, Any]]:
         """A chain's later steps as the job row keeps them, each routed on its own.
 
@@ -199,14 +212,20 @@ class Jobs:
         asked = tuple(providers)
         for i, step in enumerate(planned):
             asked = step.providers or asked
-            eligible, _ = self.route(model, step.edit, asked, field=f"steps.{i}")
+            eligible, _ = self.route(model, step.edit, asked, routing, field=f"steps.{i}")
             kept.append(chain.stored(step, eligible))
         return kept
 
     def route(
-        self, model: str, edit: EditInput, providers: Sequence[str], field: str = "input"
+        self,
+        model: str,
+        edit: EditInput,
+        providers: Sequence[str],
+        routing: Routing = DEFAULT_ROUTING,
+        field: str = "input",
     ) -> tuple[tuple[str, ...], dict[str, str]]:
-        """The providers that can run an edit, in order, and why the others cannot.
+        """The providers that can run an edit, in the order ``routing`` prefers them, and
+        why the others cannot.
 
         ``providers`` is the producer's list (empty: the default order); ``field`` names the
         edit in errors (``input``, or ``steps.0`` for a chain's second step). Raises
@@ -236,7 +255,7 @@ class Jobs:
         if not eligible:
             first = problems[0]
             raise NoProviderCanRun(f"{first['field']}: {first['message']}", fields=problems)
-        return tuple(eligible), excluded
+        return ordered(routing, eligible, model), excluded
 
     def check_callback_url(self, url: str | None) -> None:
         """Raise unless callbacks to ``url`` can be signed and sent (batches check theirs too).

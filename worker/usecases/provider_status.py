@@ -1,4 +1,5 @@
-"""How each provider is doing: its breaker, what it has in flight, its limits (ops views)."""
+"""How each provider is doing: its breaker, what it has in flight, its learned limit and how
+long its jobs take (ops views)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,19 @@ class ProviderStatus:
     consecutive_failures: int
     opened_at: datetime | None
     in_flight: int
+    #: The configured in-flight limit (``EDITQ_<PROVIDER>_MAX_IN_FLIGHT``): the ceiling.
     capacity: int
     submit_rate: float | None
+    #: How many it may have in flight now: learned from its answers, within ``capacity``.
+    limit: int
+    #: Whether the limit is still growing fast (no rate limit heard yet).
+    slow_start: bool
+    #: Median seconds a job spent from submit to stored, lately (None: none finished).
+    latency_seconds: float | None
+
+
+#: The window the latency figures are taken over.
+LATENCY_WINDOW_SECONDS = 300.0
 
 
 def provider_status(db: Database, limits: Limits) -> list[ProviderStatus]:
@@ -27,6 +39,7 @@ def provider_status(db: Database, limits: Limits) -> list[ProviderStatus]:
     with db.transaction() as repo:
         health = repo.all_health()
         in_flight = repo.in_flight()
+        latency = repo.latencies(LATENCY_WINDOW_SECONDS)
     statuses = []
     for name in limits.order:
         h = health.get(name, Health())
@@ -39,6 +52,9 @@ def provider_status(db: Database, limits: Limits) -> list[ProviderStatus]:
                 in_flight=in_flight.get(name, 0),
                 capacity=limits.capacity.get(name, 0),
                 submit_rate=limits.rates.get(name),
+                limit=limits.limit(name, h),
+                slow_start=h.limit_cut_at is None,
+                latency_seconds=None if name not in latency else round(latency[name], 3),
             )
         )
     return statuses

@@ -2,8 +2,8 @@
 
 A row carries ``external_id``, the canonical request (``image_url``, ``prompt`` and any
 optional parameter) and, optionally, its own ``model``, ``priority``, ``providers``,
-``callback_url`` and ``quality_on_failure``. In CSV these are columns (an empty cell means
-"not given"; ``providers`` is a space-separated list); in JSONL, keys.
+``callback_url``, ``quality_on_failure`` and ``routing``. In CSV these are columns (an
+empty cell means "not given"; ``providers`` is a space-separated list); in JSONL, keys.
 
 A row may also be a multi-turn edit chain (:mod:`worker.values.chain`): its request is step
 1, and each later step edits an output of the step before. In JSONL the later steps are the
@@ -41,6 +41,7 @@ from worker.values import chain
 from worker.values.canonical import EditInput, ModelName, ProviderOrder
 from worker.values.chain import MAX_STEPS, StepIn
 from worker.values.quality_policy import OnFailure
+from worker.values.routing import Routing
 from worker.values.storable import StorableText
 
 BatchFormat = Literal["csv", "jsonl"]
@@ -53,6 +54,7 @@ ROW_OPTIONS = (
     "providers",
     "callback_url",
     "quality_on_failure",
+    "routing",
 )
 #: The CSV columns giving the prompts of a chain's later steps: steps 2, 3, ... in order.
 STEP_PROMPTS = tuple(f"prompt_{n}" for n in range(2, MAX_STEPS + 1))
@@ -77,6 +79,8 @@ class RowOptions(BaseModel):
     )
     #: What a failed quality check does to this row's job (the batch's policy otherwise).
     quality_on_failure: OnFailure | None = None
+    #: How this row's providers share it (the batch's routing otherwise).
+    routing: Routing | None = None
 
     @field_validator("providers", mode="before")
     @classmethod

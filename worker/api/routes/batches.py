@@ -27,6 +27,7 @@ from worker.usecases.batches import Batches
 from worker.values.batch_file import format_of
 from worker.values.canonical import ModelName, ProviderName
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
+from worker.values.routing import Routing
 from worker.values.storable import StorableText
 from worker.wiring import Container
 
@@ -85,6 +86,10 @@ async def create_batch(
         Query(description="what a failed quality check does to the rows' jobs"),
     ] = None,
     quality_max_retries: Annotated[int, Query(ge=0, le=10)] = DEFAULT_MAX_RETRIES,
+    routing: Annotated[
+        Routing | None,
+        Query(description="how the rows' providers share them (default EDITQ_ROUTING)"),
+    ] = None,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> BatchSubmittedOut:
     """Queue a job for each good row of a CSV or JSONL file; each bad row is reported.
@@ -106,6 +111,7 @@ async def create_batch(
             if quality_on_failure is None
             else QualityPolicy(quality_on_failure, quality_max_retries)
         ),
+        routing=routing,
         strict=strict,
     )
     limit = deps.settings.batch_max_bytes

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from worker.api.deps import Authorized, container
 from worker.api.schemas.common import ERROR_RESPONSES
-from worker.metrics import observe_jobs
+from worker.metrics import observe_jobs, observe_providers
 from worker.wiring import Container
 
 log = logging.getLogger("editq.api")
@@ -28,7 +28,8 @@ ContainerDep = Annotated[Container, Depends(container)]
     responses={401: ERROR_RESPONSES[401]},
 )
 def providers(deps: ContainerDep) -> list[dict[str, Any]]:
-    """Each provider's circuit breaker, jobs in flight, capacity and submit rate."""
+    """Each provider's breaker, jobs in flight, learned limit (within its capacity), median
+    seconds per job lately, and submit rate."""
     return [dataclasses.asdict(s) for s in deps.provider_status("api")]
 
 
@@ -84,6 +85,8 @@ def readyz(deps: ContainerDep) -> JSONResponse:
 
 @router.get("/metrics", tags=["health"])
 def metrics(deps: ContainerDep) -> Response:
-    """Prometheus metrics: jobs by state, webhooks by result, process figures."""
+    """Prometheus metrics: jobs by state, webhooks by result, each provider's in-flight
+    jobs, learned limit and capacity, process figures."""
     observe_jobs(deps.jobs("metrics").counts())
+    observe_providers(deps.provider_status("metrics"))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -16,8 +16,10 @@ from worker.values import chain
 from worker.values.callback_events import CallbackRecord, CallbackState, OptionalJobEvent
 from worker.values.canonical import EditInput, ModelName, ProviderOrder
 from worker.values.chain import MAX_STEPS, StepIn
+from worker.values.pricing import list_price
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, OnFailure, QualityPolicy
 from worker.values.records import AttemptRecord, JobDetail, JobRecord, OutputRecord
+from worker.values.routing import Routing
 from worker.values.storable import StorableText, storable_json
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -62,6 +64,12 @@ class JobCreate(BaseModel):
         "the step before (`use_output`, default 0), with its own `prompt` and any canonical "
         "parameter that changes (the others carry over), and optionally its own `providers`.",
     )
+    routing: Routing | None = Field(
+        default=None,
+        description="How the providers share the job: spread (fill every listed provider, "
+        "in the listed order; the default), failover (only when a breaker opens or an "
+        "attempt fails) or cheapest (the lowest list price with room).",
+    )
     callback_events: list[OptionalJobEvent] = Field(
         default_factory=list,
         description="Events sent to `callback_url` besides the terminal ones "
@@ -81,6 +89,7 @@ class JobCreate(BaseModel):
             quality=None if self.quality is None else self.quality.policy(),
             steps=tuple(self.steps),
             callback_events=tuple(dict.fromkeys(self.callback_events)),
+            routing=self.routing,
         )
 
     @field_validator("metadata")
@@ -165,6 +174,10 @@ class AttemptOut(BaseModel):
     quality: list[dict[str, Any]] | None = None
     #: The step of the job's chain this attempt was for.
     step: int = 1
+    #: The list price of what the attempt made; ``cost_usd`` is what the provider reported
+    #: it charged when it says (``cost_reported``), and the list price otherwise.
+    list_price_usd: float | None = None
+    cost_reported: bool = False
 
 
 class EventOut(BaseModel):
@@ -254,6 +267,8 @@ class JobOut(BaseModel):
     excluded_providers: dict[str, str]
     #: The job's own quality policy; None: its batch's, or the settings' default.
     quality: dict[str, Any] | None = None
+    #: How the job's providers share it: spread, failover or cheapest.
+    routing: str = "spread"
     #: The step the job is on, from 1; a failed chain stays on the step that failed.
     step: int = 1
     #: Every step of the job's chain (one, for a job without ``steps``).
@@ -334,6 +349,7 @@ def job_out(job: JobRecord) -> JobOut:
         metadata=job.metadata,
         excluded_providers=job.excluded_providers,
         quality=job.quality,
+        routing=job.routing,
         step=job.step,
         steps=_steps_out(job),
         error=_error(job.error_code, job.error_message, job.step),
@@ -344,7 +360,9 @@ def job_out(job: JobRecord) -> JobOut:
     )
 
 
-def _attempt_out(a: AttemptRecord) -> AttemptOut:
+def _attempt_out(a: AttemptRecord, model: str) -> AttemptOut:
+    outputs = (a.result or {}).get("outputs")
+    made = len(outputs) if isinstance(outputs, list) else None
     return AttemptOut(
         id=str(a.id),
         number=a.number,
@@ -358,6 +376,8 @@ def _attempt_out(a: AttemptRecord) -> AttemptOut:
         finished_at=a.finished_at,
         quality=a.quality,
         step=a.step,
+        list_price_usd=None if made is None else float(list_price(a.provider, model, made)),
+        cost_reported=(a.result or {}).get("cost_usd") is not None,
     )
 
 
@@ -367,7 +387,7 @@ def detail_out(
     """A job with attempts and outputs; each output carries a fresh presigned GET URL."""
     job = detail.job
     out = job_out(job)
-    out.attempts = [_attempt_out(a) for a in detail.attempts]
+    out.attempts = [_attempt_out(a, job.model) for a in detail.attempts]
     outputs = [(o.step, _output_out(o, storage, url_seconds)) for o in detail.outputs]
     out.outputs = [o for step, o in outputs if step == job.length]
     for step in out.steps:
