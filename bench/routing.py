@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Running, stack
+from bench.harness import MachineBusy, Running, stack
+from bench.ideal import best_possible
 
 Figures = dict[str, Any]
 PROVIDERS = ("fal", "runware", "runflow")
@@ -92,13 +93,16 @@ def _run(
     with stack(home, settings, emulators=tuple(emulators)) as running:
         for name, config in emulators.items():
             running.configure_emulator(name, **config)
-        batch_id, _ = running.submit_batch(jobs, running.source_url(), **options)
+        source = running.source_url()
+        busy = MachineBusy()
+        batch_id, _ = running.submit_batch(jobs, source, **options)
         batch = running.wait_batch(batch_id, timeout=timeout)
         return {
             "succeeded": batch["done"],
             "makespan_seconds": round(_span(running, batch_id), 2),
             "by_provider": _by_provider(running, batch_id),
             "rate_limited": _rate_limited(running, batch_id),
+            "machine_cpu_busy": round(busy.share(), 3),
         }
 
 
@@ -131,12 +135,16 @@ def fill_providers(home: Path, scale: RoutingScale) -> Figures:
         )
         run["over_ideal"] = round(run["makespan_seconds"] / ideal, 3)
         runs[routing] = run
+    best = best_possible(
+        scale.fill_jobs, 3 * scale.fill_capacity, scale.fill_latency, scale.fill_latency / 6
+    )
     return {
         "jobs": scale.fill_jobs,
         "providers": len(PROVIDERS),
         "capacity_each": scale.fill_capacity,
         "latency_seconds": scale.fill_latency,
         "ideal_seconds": round(ideal, 2),
+        "best_possible_over_ideal": round(best / ideal, 3),
         **runs,
         "failover_over_spread": round(
             runs["failover"]["makespan_seconds"] / runs["spread"]["makespan_seconds"], 2

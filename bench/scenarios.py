@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
 import os
-import random
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +12,7 @@ from typing import Any
 from bench import naive, routing
 from bench import quality as bench_quality
 from bench.harness import MachineBusy, Running, cpu_between, cpu_seconds, memory_mb, stack
+from bench.ideal import best_possible
 from bench.routing import RoutingScale
 
 Figures = dict[str, Any]
@@ -95,27 +93,6 @@ def latency_bound(home: Path, scale: Scale) -> Figures:
         "stage_seconds_p50_p90": stages,
         "machine_cpu_busy": round(cpu_busy, 3),
     }
-
-
-def best_possible(
-    jobs: int, capacity: int, latency: float, jitter: float, runs: int = 200
-) -> float:
-    """The mean makespan of a perfect dispatcher: no cost, a slot refilled as it frees.
-
-    Latencies are drawn as the emulator draws them (uniform, ``latency`` +- ``jitter``).
-    The ideal assumes every job takes the mean, so the last slots to finish make even a
-    perfect run longer; what lies between this and the measured makespan is editq's.
-    """
-    spans = []
-    for seed in range(runs):
-        draw = random.Random(seed)  # noqa: S311 - a simulation, not a secret
-        frees = [0.0] * capacity  # when each slot frees, as a min-heap
-        for _ in range(jobs):
-            start = heapq.heappop(frees)
-            took = max(0.0, draw.uniform(latency - jitter, latency + jitter))
-            heapq.heappush(frees, start + took)
-        spans.append(max(frees))
-    return statistics.fmean(spans)
 
 
 #: A job's way through the pipeline, as the transitions its events record.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.scenarios import best_possible
+from bench.ideal import best_possible
 
 
 def test_without_jitter_a_perfect_dispatcher_takes_exactly_the_ideal() -> None:
