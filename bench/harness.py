@@ -119,12 +119,19 @@ class Running:
             "postgres": service_pid(self.home, "postgres"),
             "valkey": service_pid(self.home, "valkey"),
             "s3": service_pid(self.home, "seaweedfs"),
-            "emulator": self.stack.procs["fal-emulator"].pid,
         }
         trees = {}
         for name, pid in parts.items():
             root = psutil.Process(pid)
             trees[name] = [root, *root.children(recursive=True)]
+        # Every provider emulator running, together: the providers' side of the work.
+        trees["emulator"] = [
+            proc
+            for name, popen in self.stack.procs.items()
+            if name.endswith("-emulator")
+            for root in [psutil.Process(popen.pid)]
+            for proc in (root, *root.children(recursive=True))
+        ]
         return trees
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import MachineBusy, Running, stack
+from bench.harness import MachineBusy, Running, cpu_between, cpu_seconds, stack
 from bench.ideal import best_possible
 
 Figures = dict[str, Any]
@@ -95,14 +95,17 @@ def _run(
             running.configure_emulator(name, **config)
         source = running.source_url()
         busy = MachineBusy()
+        before = cpu_seconds(running.trees())
         batch_id, _ = running.submit_batch(jobs, source, **options)
         batch = running.wait_batch(batch_id, timeout=timeout)
+        used = cpu_between(before, cpu_seconds(running.trees()))
         return {
             "succeeded": batch["done"],
             "makespan_seconds": round(_span(running, batch_id), 2),
             "by_provider": _by_provider(running, batch_id),
             "rate_limited": _rate_limited(running, batch_id),
             "machine_cpu_busy": round(busy.share(), 3),
+            "cpu_ms_per_job": {name: round(sec / jobs * 1000, 2) for name, sec in used.items()},
         }
 
 

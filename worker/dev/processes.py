@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,20 +23,13 @@ import httpx
 from rich.console import Console
 
 from worker.dev import services
+from worker.dev.services.home import choose_ports
 from worker.migrate import upgrade
 from worker.values.callback_events import new_secret
 
 
 class ProcessStartFailed(Exception):
     """A process of the stack did not start."""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_http(
@@ -135,8 +127,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Ports nobody listens on right now."""
-        return cls(free_port(), free_port(), free_port(), free_port())
+        """Four distinct ports nobody listens on right now."""
+        return cls(**choose_ports(["api", "fal", "runware", "runflow"], {}))
 
 
 def local_env(base: Mapping[str, str], ports: Ports, *, webhooks: bool) -> dict[str, str]:

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import secrets
 import socket
 import string
@@ -168,10 +169,32 @@ def choose_ports(names: Iterable[str], pairs: PortPairs) -> dict[str, int]:
     return chosen
 
 
+#: Where free ports are looked for: below Linux's ephemeral range (32768-60999), from which
+#: the kernel gives outgoing connections their ports. A port chosen there could be taken by
+#: one in the moment between its choice and its server's bind; below it, none can.
+_LISTEN_PORTS = range(20000, 32768)
+
+
 def _hold(held: contextlib.ExitStack, port: int = 0) -> int:
-    """Bind ``port`` (0: any free one) on loopback until ``held`` closes; return it."""
-    sock = held.enter_context(socket.socket())
-    sock.bind((LOOPBACK, port))
+    """Bind ``port`` (0: any free one, see :data:`_LISTEN_PORTS`) on loopback until ``held``
+    closes; return it."""
+    if port:
+        return _bind(held, port)
+    draw = random.SystemRandom()
+    for _ in range(200):
+        with contextlib.suppress(OSError):  # taken: draw another
+            return _bind(held, draw.choice(_LISTEN_PORTS))
+    return _bind(held, 0)
+
+
+def _bind(held: contextlib.ExitStack, port: int) -> int:
+    sock = socket.socket()
+    try:
+        sock.bind((LOOPBACK, port))
+    except OSError:
+        sock.close()
+        raise
+    held.enter_context(sock)
     return int(sock.getsockname()[1])
 
 
