@@ -15,7 +15,7 @@ from models.state import JobState
 from tests.factories import job_request
 from tests.integration.conftest import RUNWARE_REPORTED_COST
 from tests.waiting import wait_until
-from worker.api.schemas.jobs import detail_out
+from worker.api.schemas.job_out import detail_out
 from worker.pipeline.dispatch import dispatch
 from worker.pipeline.steps import Pipeline
 from worker.usecases.provider_status import ProviderStatus

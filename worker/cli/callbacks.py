@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
-from worker.api.schemas.jobs import CallbackOut, callback_out
+from worker.api.schemas.job_out import CallbackOut, callback_out
 from worker.cli.common import build_container, err, out
 from worker.cli.output import JsonOption, line, print_json, print_table, whole
 from worker.usecases.callbacks import Callbacks

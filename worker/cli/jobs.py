@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from models.state import JobState
-from worker.api.schemas.jobs import JobCreate, job_out
+from worker.api.schemas.job_out import job_out
+from worker.api.schemas.jobs import JobCreate
 from worker.cli.common import build_container, err
 from worker.cli.output import (
     DEFAULT_OUTPUT_FORMAT,

@@ -26,7 +26,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from models.state import TERMINAL_STATES, JobState
-from worker.api.schemas.jobs import JobOut, RetryReportOut, callback_out, detail_out, job_out
+from worker.api.schemas.job_out import JobOut, RetryReportOut, callback_out, detail_out, job_out
 from worker.cli.common import err, out
 from worker.config import KNOWN_PROVIDERS
 from worker.usecases.jobs import RetryReport

@@ -15,16 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from models.state import JobState
 from worker.api.deps import Authorized, container, jobs
 from worker.api.schemas.common import ERROR_RESPONSES, ActionRequest
-from worker.api.schemas.jobs import (
-    JobCreate,
+from worker.api.schemas.job_out import (
     JobOut,
     JobPage,
-    RetryFilter,
     RetryReportOut,
     callback_out,
     detail_out,
     job_out,
 )
+from worker.api.schemas.jobs import JobCreate, RetryFilter
 from worker.usecases.jobs import Jobs
 from worker.values.callback_events import CallbackFilter
 from worker.values.records import Cursor, JobFilter
