@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 from worker.dev.samples import product_photo
-from worker.usecases.jobs import JobRequest
+from worker.usecases.job_request import JobRequest
 from worker.values.canonical import EditInput
 
 

@@ -36,7 +36,8 @@ from worker.storage.base import Storage
 from worker.storage.s3 import S3Storage
 from worker.usecases.batches import Batches
 from worker.usecases.callbacks import Callbacks, CallbackTargets
-from worker.usecases.jobs import Jobs, SourceUrls
+from worker.usecases.job_request import SourceUrls
+from worker.usecases.jobs import Jobs
 from worker.usecases.provider_status import ProviderStatus, provider_status
 from worker.values.breaker import BreakerPolicy, Limits
 from worker.values.callback_events import CallbackPolicy

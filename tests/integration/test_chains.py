@@ -172,17 +172,25 @@ def _batch_jobs(container: Container, batch_id: uuid.UUID) -> list[tuple[Any, An
         return list(repo.batch_jobs(batch_id))
 
 
-def test_the_budget_counts_each_step_before_the_step_is_sent(container: Container) -> None:
-
-    # $0.10 holds two steps at $0.04; the chain's third step would pass it.
+def test_the_budget_counts_each_step_at_its_own_size_before_it_is_sent(
+    container: Container,
+) -> None:
+    # Step 3 makes two images: $0.08 on top of the $0.08 steps 1 and 2 cost passes $0.15
+    # (counted at step 1's one image, $0.04, it would fit).
+    line = {
+        "external_id": "SKU-1",
+        "image_url": data_uri(),
+        "prompt": "remove the background",
+        "steps": [{"prompt": "on a beach"}, {"prompt": "two takes", "num_images": 2}],
+    }
     submitted = container.batches("test").submit(
-        io.BytesIO(_jsonl(1, 3)),
+        io.BytesIO((json.dumps(line) + "\n").encode()),
         "jsonl",
-        BatchOptions(providers=("fal",), budget_usd=Decimal("0.10")),
+        BatchOptions(providers=("fal",), budget_usd=Decimal("0.15")),
     )
     ((job, _),) = _batch_jobs(container, submitted.batch.id)
     with container.engine.begin() as conn:
-        # Steps 1 and 2 were paid ($0.08); the chain waits on its third step.
+        # Steps 1 and 2 were paid; the chain waits on its third step.
         conn.exec_driver_sql("UPDATE jobs SET step = 3, cost_usd = 0.08 WHERE id = %s", (job.id,))
 
     assert _pipeline(container, 5).dispatch() == 0

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from standardwebhooks import Webhook
 
@@ -36,7 +36,6 @@ JOB_EVENTS = {
 STEP_SUCCEEDED = "job.step_succeeded"
 #: The events a job may ask for besides the terminal ones.
 OptionalJobEvent = Literal["job.step_succeeded"]
-OPTIONAL_JOB_EVENTS: tuple[OptionalJobEvent, ...] = get_args(OptionalJobEvent)
 BATCH_COMPLETED = "batch.completed"
 EVENTS = (*JOB_EVENTS.values(), STEP_SUCCEEDED, BATCH_COMPLETED)
 

@@ -138,11 +138,6 @@ def stored(planned: PlannedStep, providers: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def length(steps: Sequence[Mapping[str, Any]]) -> int:
-    """How many steps a job with these later ``steps`` has."""
-    return 1 + len(steps)
-
-
 def request(
     first: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], step: int
 ) -> dict[str, Any]:

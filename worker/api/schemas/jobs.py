@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from worker.usecases.jobs import JobRequest
+from worker.usecases.job_request import JobRequest
 from worker.values.callback_events import OptionalJobEvent
 from worker.values.canonical import EditInput, ModelName, ProviderOrder
 from worker.values.chain import MAX_STEPS, StepIn
