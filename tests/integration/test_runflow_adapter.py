@@ -161,8 +161,16 @@ def test_a_callback_from_the_emulator_is_verified_and_read(
     assert isinstance(event.outcome, Completed)
     polled = until_ended(provider, ref)
     assert isinstance(polled, Completed)
-    assert [o.url for o in event.outcome.outputs] == [o.url for o in polled.outputs]
+    # Runflow signs its output URLs on every read: the same objects, signed afresh.
+    assert [_object(o.url) for o in event.outcome.outputs] == [
+        _object(o.url) for o in polled.outputs
+    ]
     assert receiver.rejections == []
+
+
+def _object(url: str) -> str:
+    """A signed URL without its signature: what it points at."""
+    return url.split("?", 1)[0]
 
 
 def test_a_callback_signed_with_another_secret_is_refused_and_retried(
