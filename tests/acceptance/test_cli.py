@@ -182,8 +182,13 @@ def editq_narrow(stack: Running, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def without_urls(job: dict[str, Any]) -> dict[str, Any]:
-    return {**job, "outputs": [{k: v for k, v in o.items() if k != "url"} for o in job["outputs"]]}
+def without_urls(value: Any) -> Any:
+    """The value with every presigned ``url`` dropped, at any depth (signed at each call)."""
+    if isinstance(value, dict):
+        return {k: without_urls(v) for k, v in value.items() if k != "url"}
+    if isinstance(value, list):
+        return [without_urls(v) for v in value]
+    return value
 
 
 def as_json(run: subprocess.CompletedProcess[str]) -> Any:
