@@ -1,9 +1,11 @@
 """Running accepted tasks: wait for a slot, edit the image, finish each generation in turn.
 
 Each task gets one asyncio task. The edits run in a worker thread so that a busy emulator
-keeps answering polls on time. A task's latency is spread over its generations, so a poll
-in between sees some ``success`` and some ``processing``, and each generation's webhook
-goes out as soon as it is done, as Runware sends them.
+keeps answering polls on time. The drawn latency is the whole time to a result, with the
+download, edit and upload inside it, as on the fal and Runflow emulators. It is spread
+over the task's generations, so a poll in between sees some ``success`` and some
+``processing``, and each generation's webhook goes out as soon as it is done, as Runware
+sends them.
 """
 
 from __future__ import annotations
@@ -95,8 +97,6 @@ class Runner:
         images = await self._edit(task, seed, spoiled)
         count = spec.number_results
         for index in range(count):
-            due = started + latency * (index + 1) / count
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
             outcome: dict[str, Any] | TaskError
             if isinstance(images, TaskError):
                 outcome = images
@@ -104,6 +104,10 @@ class Runner:
                 outcome = moderated_error(spec.task_uuid)
             else:
                 outcome = await self._publish(task, images[index], seed + index, spoiled)
+            # The upload is part of the work, so it is done within the latency: the
+            # generation is reported when its share of the latency is up, not after it.
+            due = started + latency * (index + 1) / count
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             if isinstance(outcome, TaskError):
                 self._store.record_error(task, outcome)
             else:

@@ -57,13 +57,33 @@ def test_webhooks_move_fal_and_runflow_jobs_on_without_a_poll(webhook_stack: Run
         assert finalize["actor"] == "webhook", provider
 
 
-def test_a_runware_callback_wakes_a_poll_that_confirms_it(webhook_stack: Running) -> None:
-    # Runware does not sign its callbacks: one only makes the worker ask getResponse now.
+def test_a_runware_callback_for_one_image_finishes_the_job_without_a_poll(
+    webhook_stack: Running,
+) -> None:
+    # Runware does not sign its callbacks; the token in the URL proves them, and the one
+    # callback of a one-image attempt carries the whole result.
     webhook_stack.faults("runware", latency=0.3)
+    polls = webhook_stack.stats("runware")["polls"]
     done = webhook_stack.wait_terminal(webhook_stack.submit("runware")["id"])
     assert done["state"] == "succeeded"
     finalize = next(e for e in done["events"] if e["transition"] == "begin_finalize")
+    assert finalize["actor"] == "webhook"
+    assert webhook_stack.stats("runware")["polls"] == polls
+
+
+def test_runware_callbacks_for_several_images_wake_a_poll_that_confirms_them(
+    webhook_stack: Running,
+) -> None:
+    # One callback per image: the first says only part is done, so the worker asks
+    # getResponse for the whole at once.
+    webhook_stack.faults("runware", latency=0.3)
+    polls = webhook_stack.stats("runware")["polls"]
+    job = webhook_stack.submit("runware", input={"num_images": 2})
+    done = webhook_stack.wait_terminal(job["id"])
+    assert done["state"] == "succeeded" and len(done["outputs"]) == 2
+    finalize = next(e for e in done["events"] if e["transition"] == "begin_finalize")
     assert finalize["actor"] == "worker"
+    assert webhook_stack.stats("runware")["polls"] > polls
 
 
 @each_provider

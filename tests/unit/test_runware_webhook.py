@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from tests.unit.runware_fakes import MODERATED, TASK_UUID, FakeRunware, processing, success
 from worker.errors import WebhookRejected
-from worker.providers.base import Pending, WebhookEvent
+from worker.providers.base import AttemptRef, Completed, Pending, WebhookEvent
 from worker.providers.runware.adapter import RunwareProvider
 
 ATTEMPT = uuid.UUID(TASK_UUID)
@@ -64,15 +65,60 @@ def test_the_webhook_url_names_the_attempt_and_carries_its_token(
     ],
     ids=["data shape", "flat item", "progress", "errors shape", "flat error"],
 )
-def test_an_authentic_callback_asks_the_core_to_poll(
+def test_an_authentic_callback_is_pending_until_read_against_its_attempt(
     provider: RunwareProvider, body: dict[str, object]
 ) -> None:
+    event = callback(provider, body)
+
+    # One callback per image: alone, it does not say whether the attempt is done.
+    assert (event.attempt_id, event.request_id, event.outcome) == (ATTEMPT, TASK_UUID, Pending())
+    assert event.settle is not None
+
+
+def callback(provider: RunwareProvider, body: object) -> WebhookEvent:
     query = query_of(provider.webhook_url("https://editq.example.com", ATTEMPT))
+    return provider.parse_webhook({}, json.dumps(body).encode(), query)
 
-    event = provider.parse_webhook({}, json.dumps(body).encode(), query)
 
-    # Always Pending: one unsigned callback per image says too little to finish on.
-    assert event == WebhookEvent(attempt_id=ATTEMPT, request_id=TASK_UUID, outcome=Pending())
+def recorded(images: int) -> AttemptRef:
+    """The attempt as the core recorded it when Runware accepted it."""
+    data = {"uploaded": False, "images": images, "content_type": "image/jpeg", "size": [64, 64]}
+    return AttemptRef(ATTEMPT, TASK_UUID, data)
+
+
+@pytest.mark.parametrize("body", [{"data": [success(0)]}, success(0)], ids=["data", "flat"])
+def test_the_callback_of_a_one_image_attempt_is_its_result(
+    provider: RunwareProvider, body: object
+) -> None:
+    settle = callback(provider, body).settle
+    assert settle is not None
+
+    outcome = settle(recorded(images=1))
+
+    assert isinstance(outcome, Completed)
+    assert [o.url for o in outcome.outputs] == [success(0)["imageURL"]]
+    assert outcome.cost_usd == Decimal("0.04")
+
+
+@pytest.mark.parametrize(
+    ("body", "ref"),
+    [
+        ({"data": [success(0)]}, recorded(images=2)),
+        ({"data": [success(0)]}, AttemptRef(ATTEMPT, None, {})),
+        ({"data": [processing()]}, recorded(images=1)),
+        ({"errors": [MODERATED]}, recorded(images=1)),
+        (MODERATED, recorded(images=1)),
+        ({"data": [success(0, status="error")]}, recorded(images=1)),
+    ],
+    ids=["one of two", "not yet recorded", "progress", "errors shape", "flat error", "error"],
+)
+def test_a_callback_that_is_not_the_whole_result_leaves_it_to_a_poll(
+    provider: RunwareProvider, body: object, ref: AttemptRef
+) -> None:
+    settle = callback(provider, body).settle
+    assert settle is not None
+
+    assert settle(ref) == Pending()
 
 
 def test_a_token_made_with_another_secret_is_refused(provider: RunwareProvider) -> None:

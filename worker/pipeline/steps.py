@@ -225,13 +225,16 @@ class Pipeline:
         job, attempt = found
         if attempt.request_id is not None and attempt.request_id != event.request_id:
             return "request_mismatch"
-        if isinstance(event.outcome, Pending):
+        outcome = event.outcome
+        if isinstance(outcome, Pending) and event.settle is not None:
+            outcome = event.settle(_ref(attempt))
+        if isinstance(outcome, Pending):
             # Part of the attempt is done (one image of several): ask for the whole now.
             with self._db.transaction() as repo:
                 repo.schedule_poll(job.id, attempt.number, 0)
             publish(self._queue.poll, job.id, attempt.number)
             return "poll_requested"
-        return self._record(job, attempt, event.outcome, event.request_id)
+        return self._record(job, attempt, outcome, event.request_id)
 
     def _record(
         self,

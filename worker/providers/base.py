@@ -8,7 +8,7 @@ sees a raw provider body. Each adapter classifies its provider's errors once, in
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -89,13 +89,16 @@ Outcome = Pending | Completed | Failed
 class WebhookEvent:
     """A verified provider callback about one attempt.
 
-    ``Pending`` means the callback says only part of the attempt is done (Runware sends one
-    callback per image): the core then asks the provider for the whole result at once.
+    ``Pending`` means the callback alone does not say the attempt is done (Runware sends one
+    callback per image). The core then hands ``settle``, when there is one, what it recorded
+    of the attempt: the callback may be the whole result after all (an attempt of one image).
+    If it still says ``Pending``, the core asks the provider for the whole result at once.
     """
 
     attempt_id: uuid.UUID | None
     request_id: str
     outcome: Outcome
+    settle: Callable[[AttemptRef], Outcome] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import httpx
@@ -225,8 +226,10 @@ class RunwareProvider:
     ) -> WebhookEvent:
         """Authenticate a callback by its URL token, then read which attempt it is about.
 
-        The outcome is always :class:`Pending`: Runware sends one unsigned callback per
-        image, so the core confirms and reads the whole result with a poll.
+        The outcome is :class:`Pending`, as Runware sends one callback per image. Its
+        ``settle`` reads the callback against the attempt as recorded at submit: when every
+        image the attempt asked for is in it (an attempt of one image), that is the result,
+        and no poll is needed. Otherwise, and for an error, the core confirms with a poll.
         """
         token = query.get("token")
         if not token or self._secret is None:
@@ -245,7 +248,12 @@ class RunwareProvider:
                 MALFORMED,
                 f"the callback is not about attempt {attempt_id}: {sorted(map(str, task_uuids))}",
             )
-        return WebhookEvent(attempt_id=attempt_id, request_id=str(attempt_id), outcome=Pending())
+        return WebhookEvent(
+            attempt_id=attempt_id,
+            request_id=str(attempt_id),
+            outcome=Pending(),
+            settle=partial(_settle, items),
+        )
 
     def cancel(self, ref: AttemptRef) -> None:
         """Runware has no way to cancel a task; the core stops tracking it instead."""
@@ -267,6 +275,17 @@ def _already_there(answer: Envelope, task_uuid: str) -> bool:
         error.get("code") == CONFLICT_TASK_UUID and error.get("taskUUID") in (None, task_uuid)
         for error in answer.errors
     )
+
+
+def _settle(items: tuple[Mapping[str, Any], ...], ref: AttemptRef) -> Outcome:
+    """The callback's ``items`` as the attempt's outcome, when they are the whole of it."""
+    if "images" not in ref.data:
+        # Not yet recorded as running (the callback beat the submit's answer): the count of
+        # images asked for is not known, so the poll decides.
+        return Pending()
+    if any(item.get("status") == "error" or "code" in item for item in items):
+        return Pending()  # a failure is read from the poll, as Runware reports it there
+    return progress(ref, Envelope(data=items, errors=()))
 
 
 def _attempt_from_query(query: Mapping[str, str]) -> uuid.UUID:
