@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv check test unit lint fmt demo bench up down compose-check clean
+.PHONY: help venv tools check test unit lint fmt demo bench up down compose-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,7 +20,21 @@ venv: $(STAMP)  ## create .venv and install editq with the embedded services and
 check: lint unit  ## the everyday command: lint, then the tests that need nothing running
 
 test: $(STAMP) compose-check  ## the full suite: unit, migrations, integration, acceptance, faults
+	-@$(MAKE) --no-print-directory tools
 	$(BIN)/pytest
+
+TOOLS = .tools
+
+tools: $(TOOLS)/bin/promtool  ## promtool, which checks the alert rules (from Debian's prometheus package, unpacked)
+
+$(TOOLS)/bin/promtool:
+	@command -v apt-get >/dev/null || { echo "tools: no apt-get here; install promtool yourself"; exit 1; }
+	rm -rf $(TOOLS)/deb && mkdir -p $(TOOLS)/deb $(TOOLS)/bin
+	cd $(TOOLS)/deb && (apt-get download prometheus 2>/dev/null || \
+		{ apt-get update -qq >/dev/null && apt-get download prometheus; })
+	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root
+	cp $(TOOLS)/deb/root/usr/bin/promtool $(TOOLS)/bin/promtool
+	rm -rf $(TOOLS)/deb
 
 unit: $(STAMP)  ## only the tests that need nothing running
 	$(BIN)/pytest tests/unit
@@ -54,4 +68,4 @@ down:  ## stop the Docker stack
 
 clean:  ## stop embedded services and remove local state
 	-$(BIN)/editq services down
-	rm -rf .editq demo-output
+	rm -rf .editq demo-output $(TOOLS)

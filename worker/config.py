@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     webhook_grace_seconds: float = Field(default=120.0, gt=0)
     #: Interval of the scheduler's tick (dispatch, poll, reconcile).
     tick_seconds: float = Field(default=1.0, gt=0)
+    #: Where the worker and the scheduler serve their Prometheus metrics (0: nowhere).
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    scheduler_metrics_port: int = Field(default=9102, ge=0, le=65535)
     max_attempts: int = Field(default=5, ge=1, le=50)
     #: Backoff base and cap for retryable failures (full jitter).
     backoff_base_seconds: float = Field(default=2.0, gt=0)

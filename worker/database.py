@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.repository import Repository
+from worker.values.observations import Observation
 
 log = logging.getLogger("editq")
 
@@ -50,15 +51,27 @@ class TaskQueue(Protocol):
 class Database:
     """Opens transactions that hand out a :class:`Repository`."""
 
-    def __init__(self, sessions: sessionmaker[Session], actor: str) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        actor: str,
+        observe: Callable[[Sequence[Observation]], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self.actor = actor
+        self._observe = observe
 
     @contextmanager
     def transaction(self) -> Iterator[Repository]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        What it did is handed to ``observe`` (the metrics) once it has committed.
+        """
         with self._sessions.begin() as session:
-            yield Repository(session, self.actor)
+            repo = Repository(session, self.actor)
+            yield repo
+        if self._observe is not None and repo.observed:
+            self._observe(repo.observed)
 
 
 def publish(send: Callable[..., None], *args: object) -> bool:

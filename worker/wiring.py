@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 
+from worker import metrics
 from worker.celery_app import CeleryQueue, configure
 from worker.celery_app import app as default_celery
 from worker.config import Settings, load_settings
@@ -160,7 +161,7 @@ class Container:
 
     def database(self, actor: str) -> Database:
         """Transactions whose events record ``actor``."""
-        return Database(self.sessions, actor)
+        return Database(self.sessions, actor, metrics.count)
 
     def provider_status(self, actor: str) -> list[ProviderStatus]:
         """Every provider's breaker, jobs in flight and limits, in dispatch order."""
@@ -208,7 +209,7 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
         http=http,
         outbound=outbound,
         fetcher=fetcher,
-        leases=LeaseKeeper(Database(sessions, "worker"), settings.lease_seconds),
+        leases=LeaseKeeper(Database(sessions, "worker", metrics.count), settings.lease_seconds),
     )
 
 

@@ -60,11 +60,13 @@ def worker(
     if pool not in {"threads", "prefork"}:
         err.print(f"[red]invalid pool[/red]: {pool!r}; choose threads or prefork")
         raise typer.Exit(2)
+    from worker import metrics
     from worker.celery_app import app as celery
     from worker.celery_app import configure
 
     settings = load_settings()
     configure(celery, settings)
+    metrics.serve(settings.worker_metrics_port, "worker")
     celery.worker_main(
         [
             "worker",
@@ -87,10 +89,12 @@ def scheduler(
     ] = None,
 ) -> None:
     """Run the periodic tick: dispatch, poll due jobs, repair expired leases, finish batches."""
+    from worker import metrics
     from worker.pipeline import scheduler as loop
 
     setup_logging()
     container = build_container()
+    metrics.serve(container.settings.scheduler_metrics_port, "scheduler")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -220,11 +224,21 @@ def dev(
     fal_port: Annotated[int, typer.Option()] = 8100,
     runware_port: Annotated[int, typer.Option()] = 8101,
     runflow_port: Annotated[int, typer.Option()] = 8102,
+    worker_metrics_port: Annotated[int, typer.Option()] = 9101,
+    scheduler_metrics_port: Annotated[int, typer.Option()] = 9102,
 ) -> None:
     """Run everything at once on the embedded services: emulators, api, worker, scheduler."""
     from worker.dev.processes import Ports, run_dev
 
-    run_dev(home, ports=Ports(api_port, fal_port, runware_port, runflow_port), console=err)
+    ports = Ports(
+        api_port,
+        fal_port,
+        runware_port,
+        runflow_port,
+        worker_metrics_port,
+        scheduler_metrics_port,
+    )
+    run_dev(home, ports=ports, console=err)
 
 
 @app.command()

@@ -7,6 +7,7 @@ services plus every process, until Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import signal
@@ -118,17 +119,20 @@ class Processes:
 
 @dataclass(frozen=True)
 class Ports:
-    """Where the API and the three provider emulators listen."""
+    """Where the API, the three provider emulators and the metrics of the worker and the
+    scheduler listen."""
 
     api: int
     fal: int
     runware: int
     runflow: int
+    worker_metrics: int
+    scheduler_metrics: int
 
     @classmethod
     def free(cls) -> Ports:
-        """Four distinct ports nobody listens on right now."""
-        return cls(**choose_ports(["api", "fal", "runware", "runflow"], {}))
+        """Distinct ports nobody listens on right now."""
+        return cls(**choose_ports([f.name for f in dataclasses.fields(cls)], {}))
 
 
 def local_env(base: Mapping[str, str], ports: Ports, *, webhooks: bool) -> dict[str, str]:
@@ -152,6 +156,8 @@ def local_env(base: Mapping[str, str], ports: Ports, *, webhooks: bool) -> dict[
         # Producer callbacks are signed with it; every process needs the same one.
         EDITQ_CALLBACK_SECRET=env.get("EDITQ_CALLBACK_SECRET") or new_secret(),
         EDITQ_ALLOW_PRIVATE_URLS="1",
+        EDITQ_WORKER_METRICS_PORT=str(ports.worker_metrics),
+        EDITQ_SCHEDULER_METRICS_PORT=str(ports.scheduler_metrics),
     )
     env.pop("EDITQ_PUBLIC_URL", None)
     if webhooks:

@@ -23,6 +23,7 @@ helps is the job requeued as ``output_unavailable``, a new, paid attempt.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -40,6 +41,7 @@ from worker.providers.base import AttemptRef, Completed, Provider, ProviderCallE
 from worker.storage.base import StorageError
 from worker.values import chain
 from worker.values.images import NotAnImage
+from worker.values.observations import Wait, Waited
 from worker.values.pricing import list_price
 from worker.values.records import AttemptRecord, JobRecord, OutputRecord, Rejection
 
@@ -73,6 +75,7 @@ class Finalizer:
     def finalize(self, job_id: uuid.UUID, number: int) -> str:
         """Copy every output of attempt ``number``, then succeed the job (once)."""
         token = uuid.uuid4()
+        started = time.monotonic()
         with self._db.transaction() as repo:
             if not repo.take_finalize_lease(job_id, number, token, self._policy.lease_seconds):
                 return "stale"
@@ -99,7 +102,7 @@ class Finalizer:
                 return self._defer(job_id, token, exc)
             except NotAnImage as exc:  # only with the gate off: it would have said so
                 return self._lost(job, attempt, f"the output is not an image: {exc}", {})
-        return self._finish(job, attempt, token, stored, verdict)
+        return self._finish(job, attempt, token, stored, verdict, started)
 
     def _finish(
         self,
@@ -108,6 +111,7 @@ class Finalizer:
         token: uuid.UUID,
         stored: list[OutputRecord],
         verdict: Verdict | None,
+        started: float,
     ) -> str:
         """Record the stored outputs: the job succeeds, or its chain goes on a step."""
         reports = None if verdict is None else [dict(o.quality or {}, key=o.key) for o in stored]
@@ -116,10 +120,15 @@ class Finalizer:
             if not job.on_last_step:
                 # A chain's step: its outputs are kept and the next step queues, at once.
                 done = repo.advance(job, attempt, token, stored, cost, reports)
-                return "advanced" if done else "stale"
-            new_source = None if verdict is None else verdict.new_source
-            done = repo.succeed(job, attempt, token, stored, cost, reports, new_source)
-        return "succeeded" if done else "stale"
+            else:
+                new_source = None if verdict is None else verdict.new_source
+                done = repo.succeed(job, attempt, token, stored, cost, reports, new_source)
+            if done:
+                took = time.monotonic() - started
+                repo.observed.append(Waited(Wait.FINALIZE, attempt.provider, took))
+        if not done:
+            return "stale"
+        return "succeeded" if job.on_last_step else "advanced"
 
     def _cost(self, job: JobRecord, attempt: AttemptRecord) -> Decimal:
         """What the attempt cost: the provider's own figure, or the list price."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,9 +33,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
-from models.state import IN_FLIGHT_STATES, TRANSITIONS, JobState, Move, Transition
+from models.state import (
+    IN_FLIGHT_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    JobState,
+    Move,
+    Transition,
+)
 from models.tables import Attempt, Job, JobEvent
 from worker.faults import Fault
+from worker.values.observations import JobFinished, Observation
 
 NOW = func.now()
 #: The channel that transactions giving dispatch work notify on (:mod:`worker.pipeline.wakeups`).
@@ -80,6 +88,7 @@ class Moved:
     """A job a transition moved, and where its producer hears of it (if anywhere)."""
 
     callback_url: str | None
+    model: str
 
 
 class SessionBound:
@@ -89,6 +98,8 @@ class SessionBound:
         self.s = session
         #: Recorded on every event this repository writes (``api``, ``worker``, ...).
         self.actor = actor
+        #: What this transaction did, for the metrics to count once it commits.
+        self.observed: list[Observation] = []
 
     def run(
         self,
@@ -153,7 +164,13 @@ class SessionBound:
         params.update(_params("v_", values))
         params.update(_params("a_", attempt_values))
         row = self.run(statement, params).first()
-        return None if row is None else Moved(row.callback_url)
+        if row is None:
+            return None
+        target = TRANSITIONS[transition].target
+        if target in TERMINAL_STATES:
+            took = (datetime.now(UTC) - row.created_at).total_seconds()
+            self.observed.append(JobFinished(row.provider, target.value, row.error_code, took))
+        return Moved(row.callback_url, row.model)
 
     def note(
         self,
@@ -280,7 +297,15 @@ def _move_statement(
         query = query.where(Job.lease_token == bindparam("m_token"))
     moved = (
         query.values(state=move.target, updated_at=NOW, **_set(Job, "v_", values))
-        .returning(Job.id, Job.attempt, Job.callback_url)
+        .returning(
+            Job.id,
+            Job.attempt,
+            Job.callback_url,
+            Job.model,
+            Job.provider,
+            Job.error_code,
+            Job.created_at,
+        )
         .cte("moved")
     )
     event = insert(JobEvent).from_select(
@@ -303,7 +328,13 @@ def _move_statement(
             .values(**_set(Attempt, "a_", attempt_values))
             .cte("attempt_moved")
         )
-    columns: list[Any] = [moved.c.callback_url]
+    columns: list[Any] = [
+        moved.c.callback_url,
+        moved.c.model,
+        moved.c.provider,
+        moved.c.error_code,
+        moved.c.created_at,
+    ]
     if wakes_dispatch(move):
         columns.append(func.pg_notify(CHANNEL, ""))
     return select(*columns).add_cte(*parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,7 @@ from worker.repository.base import NOW, OPEN_OUTCOMES, seconds_from_now
 from worker.repository.ops import OpsMoves
 from worker.repository.reads import job_from_row, job_query
 from worker.values.batch_file import Reject
+from worker.values.observations import JobFinished
 from worker.values.records import (
     BatchProgress,
     BatchRecord,
@@ -185,12 +187,20 @@ class BatchRows(OpsMoves):
             CANCELED,
             canceled_message(self.actor, reason),
         )
-        rows = self.s.execute(
+        returned = self.s.execute(
             update(Job)
             .where(Job.id == before.c.id)
             .values(values)
-            .returning(Job.id, Job.attempt, before.c.state)
+            .returning(Job.id, Job.attempt, before.c.state, Job.provider, Job.created_at)
         ).all()
+        rows = [(job_id, attempt, state) for job_id, attempt, state, _, _ in returned]
+        now = datetime.now(UTC)
+        self.observed += [
+            JobFinished(
+                provider, move.target.value, values["error_code"], (now - at).total_seconds()
+            )
+            for _, _, _, provider, at in returned
+        ]
         if rows:
             self.s.execute(
                 insert(JobEvent),

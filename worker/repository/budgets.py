@@ -13,6 +13,7 @@ from models.tables import Batch, Job
 from worker.faults import BUDGET_EXHAUSTED
 from worker.repository.base import NOW, STEP_IMAGES
 from worker.repository.batches import BatchRows
+from worker.values.observations import BudgetStopped
 from worker.values.pricing import list_price
 from worker.values.records import BudgetUse
 
@@ -67,8 +68,11 @@ class BudgetRows(BatchRows):
             BUDGET_EXHAUSTED,
             error=(BUDGET_EXHAUSTED, message),
         )
-        self.s.execute(
+        stopped = self.s.execute(
             update(Batch)
             .where(Batch.id == batch_id, Batch.budget_exhausted_at.is_(None))
             .values(budget_exhausted_at=NOW, updated_at=NOW)
-        )
+            .returning(Batch.id)
+        ).first()
+        if stopped is not None:
+            self.observed.append(BudgetStopped())

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from models.state import TRANSITIONS, BatchState, JobState, Transition
 from models.tables import Attempt, Batch, Job, JobEvent
 from worker.repository.base import NOW, STEP_IMAGES, SessionBound, seconds_from_now
+from worker.values.observations import Wait, Waited
 from worker.values.records import Candidate, Claimed
 
 
@@ -92,12 +93,13 @@ class DispatchRows(SessionBound):
                 lease_token=None,
                 updated_at=NOW,
             )
-            .returning(Job.id, Job.attempt, Job.step)
+            .returning(Job.id, Job.attempt, Job.step, func.extract("epoch", NOW - Job.run_after))
         ).all()
         if not rows:
             return []
-        claimed = [Claimed(job_id, number, uuid.uuid4(), provider) for job_id, number, _ in rows]
-        steps = {job_id: step for job_id, _, step in rows}
+        claimed = [Claimed(job_id, number, uuid.uuid4(), provider) for job_id, number, _, _ in rows]
+        steps = {job_id: step for job_id, _, step, _ in rows}
+        self.observed += [Waited(Wait.QUEUE, provider, float(waited)) for *_, waited in rows]
         self.run(
             insert(Attempt),
             [

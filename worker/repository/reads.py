@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
 
-from models.state import IN_FLIGHT_STATES, JobState
-from models.tables import Attempt, Job, JobEvent, JobOutput
+from models.state import IN_FLIGHT_STATES, BatchState, JobState
+from models.tables import Attempt, Batch, Callback, Job, JobEvent, JobOutput
 from worker.repository.base import SessionBound
 from worker.values import chain
 from worker.values.records import (
@@ -20,6 +20,7 @@ from worker.values.records import (
     JobFilter,
     JobRecord,
     OutputRecord,
+    QueueFigures,
 )
 
 
@@ -123,6 +124,12 @@ class Reads(SessionBound):
         """Jobs each provider is working on (submitting or running), by provider."""
         return {provider: count for provider, count in self.run(_IN_FLIGHT) if provider}
 
+    def queue_figures(self) -> QueueFigures:
+        """Queued jobs by provider, the oldest due one, running batches, pending callbacks."""
+        queued = {provider: count for provider, count in self.run(_QUEUED) if provider}
+        oldest, batches, callbacks = self.run(_WAITING_WORK).one()
+        return QueueFigures(queued, oldest, int(batches), int(callbacks))
+
 
 def filter_clauses(where: JobFilter) -> list[Any]:
     """The WHERE clauses of a job filter."""
@@ -211,6 +218,18 @@ _JOB_AT = (
 )
 _IN_FLIGHT = (
     select(Job.provider, func.count()).where(Job.state.in_(IN_FLIGHT_STATES)).group_by(Job.provider)
+)
+#: A batch that has not finished: being read, running, or writing its result files.
+_OPEN_BATCHES = (BatchState.VALIDATING, BatchState.RUNNING, BatchState.FINALIZING)
+_QUEUED = (
+    select(Job.provider, func.count()).where(Job.state == JobState.QUEUED).group_by(Job.provider)
+)
+_WAITING_WORK = select(
+    select(func.min(Job.run_after))
+    .where(Job.state == JobState.QUEUED, Job.run_after <= func.now())
+    .scalar_subquery(),
+    select(func.count()).select_from(Batch).where(Batch.state.in_(_OPEN_BATCHES)).scalar_subquery(),
+    select(func.count()).select_from(Callback).where(Callback.state == "pending").scalar_subquery(),
 )
 _ATTEMPT_WITH_JOB = (
     job_query(Attempt.id == bindparam("attempt_id"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,12 +12,13 @@ from sqlalchemy.dialects.postgresql import insert
 
 from models.state import Transition
 from models.tables import JobOutput
-from worker.faults import Fault
+from worker.faults import ErrorKind, Fault
 from worker.repository.base import NOW, FromNow, Plus, finished_attempt
 from worker.repository.callbacks import CallbackRows
 from worker.repository.reads import Reads
 from worker.values import chain
 from worker.values.callback_events import STEP_SUCCEEDED
+from worker.values.observations import AttemptEnded, Spent, Wait, Waited
 from worker.values.records import AttemptRecord, JobRecord, OutputRecord, Rejection
 
 
@@ -75,7 +77,12 @@ class Transitions(CallbackRows, Reads):
             },
             attempt_update=(attempt.id, values),
         )
-        return moved is not None
+        if moved is None:
+            return False
+        if attempt.submitted_at is not None:
+            took = (datetime.now(UTC) - attempt.submitted_at).total_seconds()
+            self.observed.append(Waited(Wait.PROVIDER, attempt.provider, took))
+        return True
 
     def succeed(
         self,
@@ -113,6 +120,7 @@ class Transitions(CallbackRows, Reads):
         )
         if moved is None:
             return False
+        self._attempt_ended(attempt, "succeeded", moved.model, cost_usd)
         self._keep_outputs(job.id, outputs)
         if moved.callback_url is not None:
             self.notify_job(job.id)
@@ -159,10 +167,18 @@ class Transitions(CallbackRows, Reads):
         )
         if moved is None:
             return False
+        self._attempt_ended(attempt, "succeeded", moved.model, cost_usd)
         self._keep_outputs(job.id, outputs)
         if moved.callback_url is not None and STEP_SUCCEEDED in job.callback_events:
             self.notify_step(job.id, job.step)
         return True
+
+    def _attempt_ended(
+        self, attempt: AttemptRecord, outcome: str, model: str, cost_usd: Decimal | None
+    ) -> None:
+        self.observed.append(AttemptEnded(attempt.provider, outcome))
+        if cost_usd:
+            self.observed.append(Spent(attempt.provider, model, cost_usd))
 
     def _keep_outputs(self, job_id: uuid.UUID, outputs: Sequence[OutputRecord]) -> None:
         if not outputs:
@@ -227,7 +243,10 @@ class Transitions(CallbackRows, Reads):
             },
             attempt_update=(attempt.id, _rejected(finished_attempt("failed", fault), rejection)),
         )
-        return moved is not None
+        if moved is None:
+            return False
+        self._attempt_failed(attempt, fault, moved.model, rejection)
+        return True
 
     def fail(
         self,
@@ -259,9 +278,17 @@ class Transitions(CallbackRows, Reads):
         )
         if moved is None:
             return False
+        self._attempt_failed(attempt, fault, moved.model, rejection)
         if moved.callback_url is not None:
             self.notify_job(attempt.job_id)
         return True
+
+    def _attempt_failed(
+        self, attempt: AttemptRecord, fault: Fault, model: str, rejection: Rejection | None
+    ) -> None:
+        # A 429 is its own outcome: the provider was full, the attempt cost nothing.
+        outcome = "rate_limited" if fault.kind is ErrorKind.RATE_LIMITED else "failed"
+        self._attempt_ended(attempt, outcome, model, rejection.cost_usd if rejection else None)
 
     def abandon(self, attempt: AttemptRecord, fault: Fault) -> bool:
         """Requeue a job whose submitting worker vanished, without counting the attempt."""
@@ -274,7 +301,10 @@ class Transitions(CallbackRows, Reads):
             data={"kind": fault.kind.value},
             attempt_update=(attempt.id, finished_attempt("abandoned", fault)),
         )
-        return moved is not None
+        if moved is None:
+            return False
+        self.observed.append(AttemptEnded(attempt.provider, "abandoned"))
+        return True
 
 
 def _succeeded(cost_usd: Decimal, reports: list[dict[str, Any]] | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from worker.database import Database, TaskQueue, publish
 from worker.errors import CallbackNotFound, CallbacksNotConfigured, CallbackUrlRefused
 from worker.fetch import Fetcher, FetchError
 from worker.logs import redact
+from worker.metrics import CALLBACKS
 from worker.storage.base import Storage
 from worker.values.callback_events import (
     CallbackDetail,
@@ -127,6 +128,7 @@ class Callbacks:
             repo.finish_callback_try(
                 callback.id, attempt, answer.status, answer.error, duration_ms, decision
             )
+        CALLBACKS.labels(callback.event, decision.verdict.value).inc()
         log.info(
             "callback %s %s to %s: try %d answered %s in %d ms; %s",
             callback.id,

@@ -28,7 +28,7 @@ from worker.usecases.job_request import JobRequest, SourceUrls
 from worker.values import chain
 from worker.values.canonical import EditInput
 from worker.values.chain import StepIn
-from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob
+from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob, QueueFigures
 from worker.values.routing import DEFAULT_ROUTING, Routing, ordered
 
 #: The states an ops retry takes a job from.
@@ -235,6 +235,11 @@ class Jobs:
         """How many jobs are in each state."""
         with self._db.transaction() as repo:
             return repo.count_by_state()
+
+    def queue_figures(self) -> QueueFigures:
+        """What waits: queued jobs by provider, the oldest due, open batches and callbacks."""
+        with self._db.transaction() as repo:
+            return repo.queue_figures()
 
     def cancel(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
         """Cancel a job that has not finished; the provider is asked to stop, best effort."""

@@ -275,3 +275,15 @@ class BudgetUse:
     batch_id: uuid.UUID
     budget_usd: Decimal
     committed_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """What waits, for the operator's gauges: queued jobs, the oldest due, open work."""
+
+    #: Queued jobs by the provider they wait for (due or not).
+    queued: dict[str, int]
+    #: When the longest-waiting due job became due; None when nothing is due.
+    oldest_due: datetime | None
+    batches_running: int
+    callbacks_pending: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -13,7 +14,7 @@ from sqlalchemy import text
 
 from worker.api.deps import Authorized, container
 from worker.api.schemas.common import ERROR_RESPONSES
-from worker.metrics import observe_jobs, observe_providers
+from worker.metrics import observe_database
 from worker.wiring import Container
 
 log = logging.getLogger("editq.api")
@@ -85,8 +86,11 @@ def readyz(deps: ContainerDep) -> JSONResponse:
 
 @router.get("/metrics", tags=["health"])
 def metrics(deps: ContainerDep) -> Response:
-    """Prometheus metrics: jobs by state, webhooks by result, each provider's in-flight
-    jobs, learned limit and capacity, process figures."""
-    observe_jobs(deps.jobs("metrics").counts())
-    observe_providers(deps.provider_status("metrics"))
+    """Prometheus metrics: what this process counted (jobs finished, attempts, spend,
+    webhooks, callbacks, timings), and what the database holds now (jobs by state, each
+    provider's flight, limit and breaker, the queue, batches, callbacks)."""
+    jobs = deps.jobs("metrics")
+    observe_database(
+        jobs.counts(), deps.provider_status("metrics"), jobs.queue_figures(), datetime.now(UTC)
+    )
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
