@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.acceptance.conftest import Running, start_stack
 from tests.callback_receiver import receiving
 from tests.waiting import wait_until
+from worker.dev.services.home import choose_ports
 
 pytestmark = pytest.mark.acceptance
 
@@ -172,3 +174,33 @@ def test_the_alert_rules_pass_promtool() -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 6 rules found" in checked.stdout
+
+
+def test_a_prefork_worker_serves_what_its_children_counted(
+    metrics_stack: Running, scraped: dict[str, Samples], tmp_path: Path
+) -> None:
+    # Last in this module: it replaces the stack's worker with a prefork one.
+    stack = metrics_stack.stack
+    stack.kill("worker", signal.SIGTERM)
+    stack.procs["worker"].wait(30)
+    port = choose_ports(["metrics"], {})["metrics"]
+    stack.start(
+        "prefork-worker",
+        ["worker", "--pool", "prefork", "--concurrency", "2"],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "EDITQ_WORKER_METRICS_PORT": str(port)},
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_until(lambda: _answers(url), timeout=30, what="the prefork worker's metrics port")
+    for _ in range(2):
+        done = metrics_stack.wait_terminal(metrics_stack.submit("fal")["id"])
+        assert done["state"] == "succeeded", done["error"]
+
+    succeeded = {"provider": "fal", "state": "succeeded", "error_code": ""}
+    assert sample(scrape(url), "editq_jobs_finished_total", **succeeded) == 2
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -61,15 +61,22 @@ class Processes:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, args: Sequence[str], ready_url: str | None = None) -> None:
-        """Start ``editq <args>`` as ``name``; wait for ``ready_url`` when given."""
+    def start(
+        self,
+        name: str,
+        args: Sequence[str],
+        ready_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start ``editq <args>`` as ``name`` (``env`` added to the stack's); wait for
+        ``ready_url`` when given."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{name}.log"
         # The child keeps its own copy of the descriptor; ours is closed at once.
         with log.open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter running our own module
                 [sys.executable, "-m", "worker", *args],
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
