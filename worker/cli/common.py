@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -14,6 +14,9 @@ from rich.console import Console
 from worker.config import Settings, load_settings
 from worker.errors import EditqError, ServiceUnreachable, SettingsInvalid
 from worker.wiring import Container, build
+
+if TYPE_CHECKING:
+    from worker.logs import LogFormat
 
 out = Console()
 err = Console(stderr=True)
@@ -30,12 +33,14 @@ def build_container() -> Container:
     return build(load_settings())
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr with secrets blanked, as every long-running process does."""
-    from worker.logs import guard
+def setup_logging(level: str = "INFO") -> LogFormat:
+    """Log to stderr, structured and with secrets blanked, as every long-running process
+    does; returns the format chosen (:func:`worker.logs.format_of`)."""
+    from worker.logs import configure, format_of
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    guard(logging.getLogger())
+    fmt = format_of(os.environ)
+    configure(fmt, level)
+    return fmt
 
 
 #: What to do when the embedded services are what editq should use.

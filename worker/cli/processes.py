@@ -29,7 +29,7 @@ def api(
     from worker.api.app import create_app
     from worker.wiring import build
 
-    setup_logging()
+    fmt = setup_logging()
     from worker.logs import uvicorn_log_config
 
     uvicorn.run(
@@ -37,7 +37,7 @@ def api(
         host=host,
         port=port,
         log_level="info",
-        log_config=uvicorn_log_config(),
+        log_config=uvicorn_log_config(fmt),
     )
 
 
@@ -64,6 +64,7 @@ def worker(
     from worker.celery_app import app as celery
     from worker.celery_app import configure
 
+    setup_logging(loglevel)
     settings = load_settings()
     configure(celery, settings)
     metrics.serve(settings.worker_metrics_port, "worker")

@@ -203,6 +203,8 @@ def prepare(home: Path) -> dict[str, str]:
 def run_dev(home: Path, *, ports: Ports, console: Console) -> None:
     """Run the whole stack in the foreground; Ctrl-C stops editq's processes."""
     env = local_env(prepare(home), ports, webhooks=True)
+    # The log files are read by a person here: readable lines, unless asked otherwise.
+    env.setdefault("EDITQ_LOG_FORMAT", os.environ.get("EDITQ_LOG_FORMAT", "console"))
     api_url = env["EDITQ_PUBLIC_URL"]
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -33,6 +33,7 @@ from models.state import JobState
 from worker.database import Database
 from worker.faults import OUTPUT_UNAVAILABLE, ErrorKind, Fault
 from worker.fetch import FetchError
+from worker.logs import bind_job
 from worker.pipeline.leases import LeaseKeeper
 from worker.pipeline.outputs import Fetched, OutputCopier, result_json, upload_key
 from worker.pipeline.policy import Policy
@@ -83,6 +84,7 @@ class Finalizer:
             # The lease was just taken on this finalizing attempt, which has its result.
             assert found is not None
             job, attempt = found
+            bind_job(job, attempt.number, attempt.provider)
             kept = repo.source_facts(job_id) if self._gate.enabled else None
             source = repo.step_source(job) if self._gate.enabled and job.step > 1 else None
         assert attempt.result is not None
@@ -128,7 +130,17 @@ class Finalizer:
                 repo.observed.append(Waited(Wait.FINALIZE, attempt.provider, took))
         if not done:
             return "stale"
-        return "succeeded" if job.on_last_step else "advanced"
+        if not job.on_last_step:
+            log.info(
+                "step %d stored (%d output(s), $%s); step %d queued",
+                job.step,
+                len(stored),
+                cost,
+                job.step + 1,
+            )
+            return "advanced"
+        log.info("succeeded: %d output(s) stored, $%s", len(stored), cost)
+        return "succeeded"
 
     def _cost(self, job: JobRecord, attempt: AttemptRecord) -> Decimal:
         """What the attempt cost: the provider's own figure, or the list price."""

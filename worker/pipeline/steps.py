@@ -20,6 +20,7 @@ from worker.database import Database, TaskQueue, publish
 from worker.errors import UnknownProvider
 from worker.faults import PROVIDER_TIMEOUT, STEP_SOURCE_MISSING, ErrorKind, Fault
 from worker.fetch import Fetcher
+from worker.logs import bind_job
 from worker.pipeline import dispatch as routing
 from worker.pipeline.finalize import Finalizer
 from worker.pipeline.leases import LeaseKeeper
@@ -114,6 +115,7 @@ class Pipeline:
             if found is None:
                 return "stale"
             job, attempt = found
+            bind_job(job, attempt.number, attempt.provider)
             source = repo.step_source(job) if job.step > 1 else None
             if not repo.start_sending(attempt.id):
                 return "duplicate"
@@ -159,7 +161,10 @@ class Pipeline:
             ref = AttemptRef(attempt.id, sent.request_id, sent.data)
             self._cancel_remote(attempt.provider, ref, job.id)
             return "canceled"
-        return "running" if moved else "overtaken"
+        if not moved:
+            return "overtaken"
+        log.info("submitted to %s as %s", attempt.provider, sent.request_id)
+        return "running"
 
     def _unanswered(self, attempt: AttemptRecord, fault: Fault) -> str:
         """A submit that timed out may have been accepted: do not send a new attempt now.
@@ -190,6 +195,7 @@ class Pipeline:
         if found is None:
             return "stale"
         job, attempt = found
+        bind_job(job, attempt.number, attempt.provider)
         provider = self._providers[attempt.provider]
         try:
             outcome = provider.status(_ref(attempt))
@@ -223,6 +229,7 @@ class Pipeline:
         if found is None or found[1].provider != provider_name:
             return "unknown_attempt"
         job, attempt = found
+        bind_job(job, attempt.number, attempt.provider)
         if attempt.request_id is not None and attempt.request_id != event.request_id:
             return "request_mismatch"
         outcome = event.outcome
@@ -253,6 +260,9 @@ class Pipeline:
                 moved = repo.begin_finalize(attempt, request_id, result, self._policy.lease_seconds)
             if not moved:
                 return "duplicate"
+            log.info(
+                "%s finished the attempt: %d output(s)", attempt.provider, len(outcome.outputs)
+            )
             self._send(self._queue.finalize, job.id, attempt.number)
             return "finalizing"
         wait = poll_interval(poll_age, self._policy.poll_seconds, self._policy.poll_max_seconds)
@@ -295,6 +305,15 @@ class Pipeline:
                 )
         if not moved:
             return "stale"
+        if decision.verdict is Verdict.FAIL:
+            log.warning("failed for good (%s): %s", fault.code, fault.message)
+        else:
+            log.info(
+                "attempt failed (%s), retried in %.1f s: %s",
+                fault.code,
+                decision.delay_seconds,
+                fault.message,
+            )
         return decision.verdict.value
 
     # -- finalize -------------------------------------------------------------------------

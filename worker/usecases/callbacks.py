@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from standardwebhooks import Webhook
+from structlog.contextvars import bind_contextvars
 
 from worker.database import Database, TaskQueue, publish
 from worker.errors import CallbackNotFound, CallbacksNotConfigured, CallbackUrlRefused
@@ -118,6 +119,8 @@ class Callbacks:
             callback = repo.start_callback_try(callback_id, attempt, self._policy.lease_seconds)
         if callback is None:
             return "stale"
+        ids = {"job_id": callback.job_id, "batch_id": callback.batch_id}
+        bind_contextvars(**{name: str(value) for name, value in ids.items() if value})
         started = time.monotonic()
         answer = self._post(callback)
         duration_ms = round((time.monotonic() - started) * 1000)
