@@ -339,6 +339,12 @@ class ProviderHealth(Base):
     learned_limit: Mapped[float | None] = mapped_column(Float)
     #: When a rate-limit answer last cut it (NULL: never; the limit is still in slow start).
     limit_cut_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: Set by an operator: dispatch sends it nothing until resumed (NULL: not paused).
+    paused_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    paused_by: Mapped[str | None] = mapped_column(Text)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    #: Set by an operator: the in-flight ceiling in place of the configured one (NULL: none).
+    capacity_override: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 

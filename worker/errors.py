@@ -12,7 +12,8 @@ The tree::
     ├── ChainInvalid                chain_invalid             422   exit 2
     ├── UnknownErrorCode            unknown_error_code        422   exit 2
     ├── Unauthorized                unauthorized              401
-    ├── UnknownProvider             unknown_provider          404
+    ├── UnknownProvider             unknown_provider          404   exit 3
+    ├── ProviderControlInvalid      provider_control_invalid  422   exit 2
     ├── WebhookRejected             webhook_signature_invalid | webhook_malformed |
     │                               webhook_keys_unavailable  401
     ├── CallbacksNotConfigured      callbacks_not_configured  422   exit 2
@@ -140,6 +141,15 @@ class UnknownProvider(EditqError):
 
     code = "unknown_provider"
     status = 404
+    exit_code = 3
+
+
+class ProviderControlInvalid(EditqError):
+    """A pause needs a reason, and a capacity is a whole number from 1 to 10,000."""
+
+    code = "provider_control_invalid"
+    status = 422
+    exit_code = 2
 
 
 #: A callback whose signature (or URL token) does not verify.

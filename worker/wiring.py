@@ -40,6 +40,7 @@ from worker.usecases.callbacks import Callbacks, CallbackTargets
 from worker.usecases.job_request import SourceUrls
 from worker.usecases.jobs import Jobs
 from worker.usecases.provider_status import ProviderStatus, provider_status
+from worker.usecases.providers import ProviderControls
 from worker.values.breaker import BreakerPolicy, Limits
 from worker.values.callback_events import CallbackPolicy
 from worker.values.pricing import use_prices
@@ -166,6 +167,10 @@ class Container:
     def provider_status(self, actor: str) -> list[ProviderStatus]:
         """Every provider's breaker, jobs in flight and limits, in dispatch order."""
         return provider_status(self.database(actor), self.policy().limits)
+
+    def provider_controls(self, actor: str) -> ProviderControls:
+        """Pause, resume and size providers, as ``actor`` (an operator's name)."""
+        return ProviderControls(self.database(actor), self.policy().limits)
 
     def wakeups(self) -> Wakeups:
         """A LISTEN connection of its own for the scheduler's dispatch wake-ups."""

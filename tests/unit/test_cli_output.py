@@ -76,6 +76,10 @@ def test_json_is_one_document_with_iso_timestamps(capsys: pytest.CaptureFixture[
             "limit": 6,
             "slow_start": False,
             "latency_seconds": 2.5,
+            "capacity_overridden": False,
+            "paused_at": None,
+            "paused_by": None,
+            "paused_reason": None,
         }
     ]
 

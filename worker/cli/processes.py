@@ -185,40 +185,6 @@ def emulate(
 
 
 @app.command()
-def providers(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document (as GET /v1/providers).")
-    ] = False,
-) -> None:
-    """Each provider's breaker, jobs in flight, learned limit (of its capacity), seconds per
-    job and submit rate."""
-    from rich.table import Table
-
-    from worker.cli.output import print_json, print_table
-
-    statuses = build_container().provider_status("cli")
-    if as_json:
-        print_json(statuses)
-        return
-    table = Table(
-        "provider", "breaker", "failures", "in flight", "limit", "of", "s/job", "submits/s"
-    )
-    for s in statuses:
-        colour = "green" if s.breaker == "closed" else "red"
-        table.add_row(
-            s.name,
-            f"[{colour}]{s.breaker}[/{colour}]",
-            str(s.consecutive_failures),
-            str(s.in_flight),
-            f"{s.limit}{' (growing)' if s.slow_start and s.limit < s.capacity else ''}",
-            str(s.capacity),
-            "-" if s.latency_seconds is None else f"{s.latency_seconds:.1f}",
-            "unlimited" if s.submit_rate is None else f"{s.submit_rate:g}",
-        )
-    print_table(table)
-
-
-@app.command()
 def dev(
     home: HomeOption = DEFAULT_HOME,
     api_port: Annotated[int, typer.Option()] = 8000,

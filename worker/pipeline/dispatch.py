@@ -101,8 +101,9 @@ def _spill_over(
         return
     for name in limits.order:
         wanted = room[name]
-        # Only a working provider finishes jobs sooner: an open breaker's takes none.
-        working = {n: v for n, v in full.items() if claims.health[n].state is BreakerState.CLOSED}
+        # Only a working provider finishes jobs sooner: an open breaker's (or a paused
+        # one's) takes none.
+        working = {n: v for n, v in full.items() if _working(claims.health[n])}
         skip = latency_skip(name, latency, working) if wanted else 0
         if skip:
             backlog = repo.spill_backlog(name, list(full), skip + wanted)
@@ -195,10 +196,15 @@ def within_budget(
     return taken
 
 
+def _working(health: Health) -> bool:
+    return health.state is BreakerState.CLOSED and health.paused_at is None
+
+
 def _refuses(health: Health, room: int) -> bool:
-    # A provider whose breaker is not closed hands its whole queue on, whatever the jobs'
-    # routing; one that is merely busy keeps its ``failover`` jobs, which chose it first.
-    return room == 0 and health.state is not BreakerState.CLOSED
+    # A provider whose breaker is not closed, or that an operator paused, hands its whole
+    # queue on, whatever the jobs' routing; one that is merely busy keeps its ``failover``
+    # jobs, which chose it first.
+    return room == 0 and not _working(health)
 
 
 def _refund(health: Health, unused: int, rate: float | None) -> Health:

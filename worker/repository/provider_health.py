@@ -20,6 +20,40 @@ class HealthRows(SessionBound):
         """Every provider's health (a provider never recorded is healthy)."""
         return {row.provider: _health(row) for row in self.s.scalars(select(ProviderHealth))}
 
+    def pauses(self) -> dict[str, tuple[str | None, str | None]]:
+        """Who paused each paused provider, and why."""
+        query = select(
+            ProviderHealth.provider, ProviderHealth.paused_by, ProviderHealth.paused_reason
+        ).where(ProviderHealth.paused_at.is_not(None))
+        return {name: (by, reason) for name, by, reason in self.run(query)}
+
+    def set_paused(self, provider: str, by: str | None, reason: str | None) -> bool:
+        """Pause ``provider`` (``by`` an operator) or, with ``by`` None, resume it; whether
+        that changed anything."""
+        self.lock_health(provider)  # its row exists from here on
+        paused = ProviderHealth.paused_at.is_not(None)
+        changed = self.run(
+            update(ProviderHealth)
+            .where(ProviderHealth.provider == provider, ~paused if by else paused)
+            .values(
+                paused_at=NOW if by else None,
+                paused_by=by,
+                paused_reason=reason if by else None,
+                updated_at=NOW,
+            )
+            .returning(ProviderHealth.provider)
+        ).first()
+        return changed is not None
+
+    def set_capacity(self, provider: str, capacity: int | None) -> None:
+        """Set ``provider``'s in-flight ceiling at runtime (None: back to the configured)."""
+        self.lock_health(provider)
+        self.run(
+            update(ProviderHealth)
+            .where(ProviderHealth.provider == provider)
+            .values(capacity_override=capacity, updated_at=NOW)
+        )
+
     def lock_health(self, provider: str) -> Health:
         """A provider's health, locked for update until the transaction ends."""
         return self.lock_all_health([provider])[provider]
@@ -97,6 +131,8 @@ def _health(row: Any) -> Health:
         tokens_at=row.tokens_at,
         learned_limit=row.learned_limit,
         limit_cut_at=row.limit_cut_at,
+        paused_at=row.paused_at,
+        capacity_override=row.capacity_override,
     )
 
 

@@ -54,6 +54,10 @@ class Health:
     learned_limit: float | None = None
     #: When a rate-limit answer last cut the limit (None: never).
     limit_cut_at: datetime | None = None
+    #: Operator controls, written only by their actions: paused since (None: not paused),
+    #: and a ceiling in place of the configured capacity (None: the configured one).
+    paused_at: datetime | None = None
+    capacity_override: int | None = None
 
     @property
     def healthy(self) -> bool:
@@ -118,6 +122,15 @@ class Limits:
     breaker: BreakerPolicy
     learning: CapacityPolicy = field(default_factory=CapacityPolicy)
 
+    def ceiling(self, provider: str, health: Health) -> int:
+        """``provider``'s in-flight ceiling: an operator's override, else its capacity."""
+        if health.capacity_override is not None:
+            return health.capacity_override
+        return self.capacity.get(provider, 0)
+
     def limit(self, provider: str, health: Health) -> int:
-        """How many jobs ``provider`` may have in flight now (learned, within its ceiling)."""
-        return current(health.learned_limit, self.capacity.get(provider, 0), self.learning)
+        """How many jobs ``provider`` may have in flight now (learned, within its ceiling);
+        none while an operator has it paused."""
+        if health.paused_at is not None:
+            return 0
+        return current(health.learned_limit, self.ceiling(provider, health), self.learning)
