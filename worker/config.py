@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     #: Producer API keys (comma-separated); compared in constant time.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: The ops console's operators, ``name:role:argon2-hash`` separated by ``;`` (none: the
+    #: console is off), and the key its session cookies are signed with.
+    console_operators: str = ""
+    console_secret: SecretStr | None = None
     #: Default provider order for a job that names none.
     providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["fal"])
     allow_private_urls: bool = False

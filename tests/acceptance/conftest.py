@@ -167,7 +167,7 @@ def start_stack(
 def _calm_emulator(request: pytest.FixtureRequest) -> None:
     """Every acceptance test starts with a well-behaved provider."""
     stacks = ("webhook_stack", "polling_stack", "cli_stack", "storm_stack", "quality_stack")
-    for name in (*stacks, "chain_stack", "metrics_stack"):
+    for name in (*stacks, "chain_stack", "metrics_stack", "console_stack"):
         if name in request.fixturenames:
             running: Running = request.getfixturevalue(name)
             for provider in PROVIDERS:

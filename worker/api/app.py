@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from worker.api import errors
 from worker.api.auth import KeyRing
 from worker.api.routes import batches, jobs, system, webhooks
+from worker.console import pages as console
 from worker.wiring import Container
 
 
@@ -33,6 +34,7 @@ def create_app(container: Container) -> FastAPI:
     )
     for routes in (jobs, batches, webhooks, system):
         app.include_router(routes.router)
+    console.install(app, container)
     return app
 
 

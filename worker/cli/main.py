@@ -12,7 +12,7 @@ from typing import NoReturn
 import typer
 from rich.markup import escape
 
-from worker.cli import batch, callbacks, health, jobs, processes, providers, services
+from worker.cli import batch, callbacks, console, health, jobs, processes, providers, services
 from worker.cli.common import as_user_error, err
 from worker.errors import EditqError
 
@@ -28,6 +28,7 @@ app.add_typer(batch.batch_app, name="batch")
 app.add_typer(callbacks.callbacks_app, name="callbacks")
 app.add_typer(health.health_app, name="healthcheck")
 app.add_typer(providers.providers_app, name="providers")
+app.add_typer(console.console_app, name="console")
 app.command("submit")(jobs.submit)
 app.registered_commands += processes.app.registered_commands
 

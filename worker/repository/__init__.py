@@ -11,6 +11,7 @@ machinery of ``base.py``.
 from __future__ import annotations
 
 from worker.repository.budgets import BudgetRows
+from worker.repository.console import ConsoleRows
 from worker.repository.dispatch import DispatchRows
 from worker.repository.provider_health import HealthRows
 from worker.repository.scheduling import Scheduling
@@ -18,5 +19,5 @@ from worker.repository.scheduling import Scheduling
 __all__ = ["Repository"]
 
 
-class Repository(Scheduling, DispatchRows, BudgetRows, HealthRows):
+class Repository(Scheduling, DispatchRows, BudgetRows, HealthRows, ConsoleRows):
     """SQL over one session; the caller owns the transaction."""

@@ -144,6 +144,10 @@ def filter_clauses(where: JobFilter) -> list[Any]:
         clauses.append(Job.error_code == where.error_code)
     if where.since:
         clauses.append(Job.created_at >= where.since)
+    if where.external_id:
+        clauses.append(Job.external_id == where.external_id)
+    if where.metadata:
+        clauses.append(Job.metadata_.contains(where.metadata))
     if where.until:
         clauses.append(Job.created_at < where.until)
     return clauses

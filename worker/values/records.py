@@ -189,6 +189,9 @@ class JobFilter:
     error_code: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    external_id: str | None = None
+    #: Jobs whose metadata holds every one of these pairs.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,3 +290,27 @@ class QueueFigures:
     oldest_due: datetime | None
     batches_running: int
     callbacks_pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRecord:
+    """A provider's attempts that ended lately: outcomes, and the successes' seconds."""
+
+    succeeded: int
+    failed: int
+    p50_seconds: float | None
+    p90_seconds: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        ended = self.succeeded + self.failed
+        return None if ended == 0 else self.failed / ended
+
+
+@dataclass(frozen=True, slots=True)
+class HourFigures:
+    """One hour's succeeded attempts and what they cost."""
+
+    hour: datetime
+    succeeded: int
+    cost_usd: Decimal
