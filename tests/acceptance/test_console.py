@@ -8,6 +8,7 @@ act, and a form posted without its CSRF token is refused. With
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from tests.acceptance.conftest import Running, start_stack
+from tests.callback_receiver import receiving
+from tests.factories import data_uri
 from tests.waiting import wait_until
 from worker.console.operators import hash_password
 
@@ -61,6 +64,10 @@ def console_stack(
             # An outage fails its jobs in two attempts, before fal's breaker would hold them.
             "EDITQ_MAX_ATTEMPTS": "2",
             "EDITQ_BREAKER_FAILURES": "50",
+            # A producer's endpoint that keeps failing is given up on in two quick tries.
+            "EDITQ_CALLBACK_MAX_ATTEMPTS": "2",
+            "EDITQ_CALLBACK_BACKOFF_BASE_SECONDS": "0.2",
+            "EDITQ_CALLBACK_BACKOFF_MAX_SECONDS": "0.5",
         },
     )
 
@@ -139,21 +146,22 @@ def test_an_outage_s_failures_are_found_dry_run_retried_with_a_reason_and_succee
     page.click("form.filters button[type=submit]")
     assert page.locator("table.jobs tbody tr").count() == 3
     shot(page, "jobs")
-    page.click("form.bulk button[type=submit]")
+    page.click("#bulk-retry button")
     assert page.inner_text("#matched") == "3"
     shot(page, "retry")
     page.fill("input[name=reason]", "fal outage 02:00-02:40")
     page.click("form button:has-text('Retry 3 job(s)')")
-    assert page.inner_text("#retried") == "3"
+    assert page.inner_text("#acted") == "3"
 
-    for job_id in ids:
-        assert stack.wait_terminal(job_id, timeout=60)["state"] == "succeeded"
-    page.goto(f"/console/jobs/{ids[0]}")
-    wait_until(
-        lambda: page.reload() or page.inner_text("#state") == "succeeded",
-        timeout=30,
-        what="the job page to show the success",
+    # Watched live: the list of the outage's jobs turns green without a reload.
+    page.goto("/console/jobs?metadata=run%3Doutage")
+    page.wait_for_function(
+        "[...document.querySelectorAll('table.jobs td.state')]"
+        ".filter(td => td.textContent === 'succeeded').length === 3",
+        timeout=60_000,
     )
+    page.goto(f"/console/jobs/{ids[0]}")
+    assert page.inner_text("#state") == "succeeded"
     retry = page.locator("table.events tr", has_text="retry")
     assert retry.locator(".actor").inner_text() == "console:ana"
     assert retry.locator(".reason").inner_text() == "fal outage 02:00-02:40"
@@ -209,3 +217,112 @@ def test_a_post_without_its_csrf_token_is_refused(browser: Any, console_stack: R
     )
     assert wrong.status == 403
     assert console_stack.api.get("/v1/providers").json()[0]["paused_at"] is None
+
+
+def submit_batch(stack: Running, rows: int, **query: str) -> str:
+    lines = [
+        {"external_id": f"SKU-{n}", "image_url": data_uri(n), "prompt": "Put it on marble",
+         "providers": ["fal"]}
+        for n in range(rows)
+    ]  # fmt: skip
+    answer = stack.api.post(
+        "/v1/batches",
+        params=query,
+        content="".join(json.dumps(line) + "\n" for line in lines),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert answer.status_code == 201, answer.text
+    batch_id: str = answer.json()["id"]
+    return batch_id
+
+
+def test_a_batch_s_progress_updates_live_and_links_its_result_files(
+    browser: Any, console_stack: Running
+) -> None:
+    stack = console_stack
+    stack.faults("fal", latency=1.5)
+    batch_id = submit_batch(stack, 4, budget_usd="5")
+    page = page_for(browser, stack, "ana")
+    page.goto("/console/batches")
+    assert page.locator(f"a[href='/console/batches/{batch_id}']").count() == 1
+    shot(page, "batches")
+    page.goto(f"/console/batches/{batch_id}")
+    assert page.inner_text("#batch-state") in {"running", "finalizing"}
+    # No reload: the page's live part follows the batch to its end.
+    page.wait_for_function(
+        "document.querySelector('#batch-state').textContent === 'completed'", timeout=60_000
+    )
+    assert "$0.1600 of a $5" in page.inner_text("#live")
+    page.reload()
+    assert page.locator("a", has_text="results.jsonl").count() == 1
+    shot(page, "batch")
+
+
+def test_an_operator_cancels_a_batch_with_a_reason(browser: Any, console_stack: Running) -> None:
+    stack = console_stack
+    stack.faults("fal", latency=30)
+    batch_id = submit_batch(stack, 3)
+    page = page_for(browser, stack, "ana")
+    page.goto(f"/console/batches/{batch_id}")
+    page.fill("input[name=reason]", "wrong catalog uploaded")
+    page.click("text=Cancel the batch")
+    page.wait_for_url("**?notice=*")
+    jobs = stack.api.get("/v1/jobs", params={"batch_id": batch_id}).json()["jobs"]
+    for job in jobs:
+        done = stack.wait_terminal(job["id"], timeout=30)
+        assert done["state"] == "canceled"
+        cancel = next(e for e in done["events"] if e["transition"] == "cancel")
+        assert cancel["reason"] == "wrong catalog uploaded"
+
+
+def test_a_failed_callback_is_listed_and_sent_again(browser: Any, console_stack: Running) -> None:
+    stack = console_stack
+    secret = stack.stack.env["EDITQ_CALLBACK_SECRET"]
+    with receiving(secret, statuses=(500, 500)) as receiver:
+        job = stack.submit("fal", callback_url=receiver.url)
+        assert stack.wait_terminal(job["id"])["state"] == "succeeded"
+
+        def given_up() -> bool:
+            shown = stack.job(job["id"], events=False)["callbacks"]
+            return bool(shown) and shown[0]["state"] == "failed"
+
+        wait_until(given_up, timeout=30, what="the callback to be given up on")
+        page = page_for(browser, stack, "ana")
+        page.goto("/console/callbacks?state=failed")
+        row = page.locator("table.callbacks tr", has_text=job["id"])
+        assert row.count() == 1
+        shot(page, "callbacks")
+        page.click("#redeliver button")
+        page.wait_for_url("**state=pending**")
+
+        def delivered() -> bool:
+            shown = stack.job(job["id"], events=False)["callbacks"]
+            return bool(shown[0]["state"] == "delivered")
+
+        wait_until(delivered, timeout=30, what="the callback sent again to be delivered")
+        assert [c.status for c in receiver.calls()] == [500, 500, 200]
+
+
+def test_queued_jobs_are_canceled_by_filter_after_a_dry_run(
+    browser: Any, console_stack: Running
+) -> None:
+    stack = console_stack
+    page = page_for(browser, stack, "ana")
+    page.locator("tr[data-provider=fal] input[name=reason]").fill("hold fal jobs")
+    page.locator("tr[data-provider=fal] form[action$='/pause'] button").click()
+    page.wait_for_url("**/console?notice=*")
+    ids = [stack.submit("fal", metadata={"run": "mistake"})["id"] for _ in range(2)]
+    page.goto("/console/jobs?state=queued&metadata=run%3Dmistake")
+    page.click("#bulk-cancel button")
+    assert page.inner_text("#matched") == "2"
+    assert {stack.job(i)["state"] for i in ids} == {"queued"}  # a dry run changes nothing
+    page.fill("input[name=reason]", "submitted by mistake")
+    page.click("form button:has-text('Cancel 2 job(s)')")
+    assert page.inner_text("#acted") == "2"
+    for job_id in ids:
+        shown = stack.job(job_id)
+        assert shown["state"] == "canceled"
+        assert shown["events"][-1]["actor"] == "console:ana"
+    page.goto("/console")
+    page.locator("tr[data-provider=fal] form[action$='/resume'] button").click()
+    page.wait_for_url("**/console?notice=*")

@@ -29,6 +29,7 @@ from worker.api.routes.jobs import decode_cursor, encode_cursor
 from worker.console.operators import Operator, Operators
 from worker.errors import EditqError
 from worker.usecases.console import overview
+from worker.values.callback_events import CallbackFilter, CallbackState
 from worker.values.records import JobFilter
 from worker.wiring import Container
 
@@ -144,8 +145,12 @@ def _page(request: Request, name: str, context: dict[str, Any], status: int = 20
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
 
-def _back(url: str, **notice: str) -> RedirectResponse:
-    return RedirectResponse(f"{url}?{urlencode(notice)}" if notice else url, status_code=303)
+def _missing(request: Request, title: str, exc: EditqError, status: int = 404) -> HTMLResponse:
+    return _page(request, "message.html", {"title": title, "message": exc.message}, status)
+
+
+def _back(url: str, **query: str) -> RedirectResponse:
+    return RedirectResponse(f"{url}?{urlencode(query)}" if query else url, status_code=303)
 
 
 # -- logging in -----------------------------------------------------------------------------
@@ -300,28 +305,38 @@ def jobs_page(
         "providers": list(container.policy().limits.order),
         "notice": request.query_params.get("notice"),
         "filtered": bool(kept),
+        "query": urlencode({**kept, **({"cursor": cursor} if cursor else {})}),
     }
-    return _page(request, "jobs.html", context)
+    live = request.query_params.get("part") == "live"
+    return _page(request, "_jobs_table.html" if live else "jobs.html", context)
 
 
-@router.post("/jobs/retry")
-async def retry_matching(request: Request, me: Me, container: Deps) -> Response:
-    """Retry every job of the filter: a dry run first, then with a reason."""
+@router.post("/jobs/bulk/{action}")
+async def by_filter(request: Request, action: str, me: Me, container: Deps) -> Response:
+    """Retry or cancel every job of the filter: a dry run first, then with a reason."""
     form = await posted(request, me)
-    where = _filter(form)
-    dry_run = form.get("confirm") != "yes"
-    reason = form.get("reason", "").strip()
-    if not dry_run and not reason:
-        dry_run = True
     jobs = container.jobs(f"console:{me.name}")
+    bulk = {"retry": jobs.retry_matching, "cancel": jobs.cancel_matching}.get(action)
+    if bulk is None:
+        raise Refused(f"There is no action {action!r} on many jobs.")
+    reason = form.get("reason", "").strip()
+    # Without a reason nothing changes: the page shows what would, and asks for one.
+    dry_run = form.get("confirm") != "yes" or not reason
+    where = _filter(form)
     try:
         report = await run_in_threadpool(
-            lambda: jobs.retry_matching(where, reason or "(dry run)", dry_run=dry_run)
+            lambda: bulk(where, reason or "(dry run)", dry_run=dry_run)
         )
     except EditqError as exc:
-        return _page(request, "message.html", {"title": "Not retried", "message": exc.message}, 422)
-    context = {"title": "Retry", "report": report, "form": form, "filters": FILTERS}
-    return _page(request, "retry.html", context)
+        return _missing(request, f"Not {action}ed", exc, 422)
+    context = {
+        "title": action.capitalize(),
+        "action": action,
+        "report": report,
+        "form": form,
+        "filters": FILTERS,
+    }
+    return _page(request, "bulk.html", context)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -329,7 +344,7 @@ def job_page(request: Request, job_id: uuid.UUID, me: Me, container: Deps) -> HT
     try:
         detail = container.jobs("console").get(job_id)
     except EditqError as exc:
-        return _page(request, "message.html", {"title": "No such job", "message": exc.message}, 404)
+        return _missing(request, "No such job", exc)
     storage = container.storage
     thumbnails = {o.key: storage.presign_get(o.key, 3600) for o in detail.outputs}
     shown_input = {k: _short(v) for k, v in detail.job.input.items()}
@@ -361,3 +376,88 @@ async def job_action(
     except EditqError as exc:
         return _back(f"/console/jobs/{job_id}", notice=f"{exc.code}: {exc.message}")
     return _back(f"/console/jobs/{job_id}", notice=f"{action} done")
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+@router.get("/batches", response_class=HTMLResponse)
+def batches_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
+    batches = container.batches("console")
+    statuses = [batches.status(b.id) for b in batches.recent(50)]
+    context = {
+        "title": "Batches",
+        "statuses": statuses,
+        "notice": request.query_params.get("notice"),
+    }
+    return _page(request, "batches.html", context)
+
+
+@router.get("/batches/{batch_id}", response_class=HTMLResponse)
+def batch_page(request: Request, batch_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
+    try:
+        status = container.batches("console").status(batch_id)
+    except EditqError as exc:
+        return _page(
+            request, "message.html", {"title": "No such batch", "message": exc.message}, 404
+        )
+    files = {
+        name: container.storage.presign_get(key, 3600)
+        for name, key in (
+            ("results.jsonl", status.batch.results_key),
+            ("errors.jsonl", status.batch.errors_key),
+        )
+        if key
+    }
+    context = {
+        "title": f"Batch {batch_id}",
+        "s": status,
+        "files": files,
+        "notice": request.query_params.get("notice"),
+    }
+    live = request.query_params.get("part") == "live"
+    return _page(request, "_batch_live.html" if live else "batch.html", context)
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def batch_cancel(request: Request, batch_id: uuid.UUID, me: Me, container: Deps) -> Response:
+    form = await posted(request, me)
+    batches = container.batches(f"console:{me.name}")
+    reason = form.get("reason", "").strip() or None
+    try:
+        await run_in_threadpool(batches.cancel, batch_id, reason)
+    except EditqError as exc:
+        return _back(f"/console/batches/{batch_id}", notice=f"{exc.code}: {exc.message}")
+    return _back(f"/console/batches/{batch_id}", notice="cancel requested")
+
+
+# -- callbacks ------------------------------------------------------------------------------
+
+
+@router.get("/callbacks", response_class=HTMLResponse)
+def callbacks_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
+    wanted = request.query_params.get("state", "failed")
+    states = tuple(s for s in CallbackState if s.value == wanted) or (CallbackState.FAILED,)
+    shown = container.callbacks("console").list(CallbackFilter(states=states), limit=100)
+    context = {
+        "title": "Callbacks",
+        "callbacks": shown,
+        "state": states[0].value,
+        "states": [s.value for s in CallbackState],
+        "notice": request.query_params.get("notice"),
+    }
+    return _page(request, "callbacks.html", context)
+
+
+@router.post("/callbacks/redeliver")
+async def callbacks_redeliver(request: Request, me: Me, container: Deps) -> Response:
+    form = await posted(request, me)
+    ids = tuple(i for i in (_uuid(v) for v in form.get("ids", "").split(",")) if i is not None)
+    if not ids:
+        return _back("/console/callbacks", notice="choose the callbacks to send again")
+    callbacks = container.callbacks(f"console:{me.name}")
+    try:
+        sent = await run_in_threadpool(callbacks.redeliver, CallbackFilter(ids=ids))
+    except EditqError as exc:
+        return _back("/console/callbacks", notice=f"{exc.code}: {exc.message}")
+    return _back("/console/callbacks", notice=f"{sent} callback(s) due again", state="pending")

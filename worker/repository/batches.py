@@ -23,12 +23,13 @@ from models.tables import Attempt, Batch, BatchReject, Job, JobEvent
 from worker.faults import CANCELED, canceled_message
 from worker.repository.base import NOW, OPEN_OUTCOMES, seconds_from_now
 from worker.repository.ops import OpsMoves
-from worker.repository.reads import job_from_row, job_query
+from worker.repository.reads import filter_clauses, job_from_row, job_query
 from worker.values.batch_file import Reject
 from worker.values.observations import JobFinished
 from worker.values.records import (
     BatchProgress,
     BatchRecord,
+    JobFilter,
     JobRecord,
     NewBatch,
     OutputRecord,
@@ -156,6 +157,12 @@ class BatchRows(OpsMoves):
         if marked is None:
             return None
         return self.cancel_jobs((Job.batch_id == batch_id,), reason)
+
+    def cancel_matching(
+        self, where: JobFilter, reason: str | None
+    ) -> list[tuple[uuid.UUID, int, JobState]]:
+        """Cancel every unfinished job matching an ops filter (see :meth:`cancel_jobs`)."""
+        return self.cancel_jobs(filter_clauses(where), reason)
 
     def cancel_jobs(
         self,

@@ -49,6 +49,10 @@ class RetryReport:
     dry_run: bool
 
 
+#: What a cancel by filter takes when it names no state: every unfinished job.
+UNFINISHED_STATES = tuple(sorted(TRANSITIONS[Transition.CANCEL].sources))
+
+
 class Jobs:
     """The use cases producers and ops call."""
 
@@ -280,6 +284,31 @@ class Jobs:
             now = [repo.job(job.id) for job in sample]
         fresh = tuple(job for job in now if job is not None)
         return RetryReport(matched, len(retried), fresh, dry_run=False)
+
+    def cancel_matching(
+        self, where: JobFilter, reason: str, *, dry_run: bool, sample_size: int = 10
+    ) -> RetryReport:
+        """Cancel every unfinished job matching ``where``; providers are asked to stop.
+
+        The report's ``retried`` counts the jobs canceled. A dry run counts and samples
+        what would be canceled and changes nothing.
+        """
+        check_error_code(where.error_code)
+        unfinished = tuple(s for s in where.states if s in UNFINISHED_STATES)
+        where = replace(where, states=unfinished or UNFINISHED_STATES)
+        with self._db.transaction() as repo:
+            matched = repo.count_matching(where)
+            sample = tuple(repo.list_jobs(where, sample_size, None))
+        if dry_run or matched == 0:
+            return RetryReport(matched, 0, sample, dry_run)
+        with self._db.transaction() as repo:
+            canceled = repo.cancel_matching(where, reason)
+            now = [repo.job(job.id) for job in sample]
+        for job_id, attempt, before in canceled:
+            if before in {JobState.SUBMITTING, JobState.RUNNING}:
+                publish(self._queue.cancel_at_provider, job_id, attempt)
+        fresh = tuple(job for job in now if job is not None)
+        return RetryReport(matched, len(canceled), fresh, dry_run=False)
 
     def retry(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
         """Send a failed or canceled job round again, with a fresh attempt budget."""
