@@ -27,7 +27,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from models.state import JobState
 from worker.api.routes.jobs import decode_cursor, encode_cursor
 from worker.console.operators import Operator, Operators
-from worker.errors import EditqError
+from worker.errors import EditqError, SettingsInvalid
 from worker.usecases.console import overview
 from worker.values.callback_events import CallbackFilter, CallbackState
 from worker.values.records import JobFilter
@@ -37,6 +37,8 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(prefix="/console", include_in_schema=False)
 PAGE_SIZE = 50
+#: The shortest session key accepted: the cookies' signatures are only as strong as it.
+MIN_SECRET = 32
 
 
 class LoginRequired(Exception):
@@ -56,12 +58,17 @@ def install(app: FastAPI, container: Container) -> None:
     settings = container.settings
     operators = Operators(settings.console_operators)
     app.state.operators = operators
-    if not operators or settings.console_secret is None:
+    secret = settings.console_secret.get_secret_value() if settings.console_secret else ""
+    if not operators or not secret:
         app.include_router(_off)
         return
+    if len(secret) < MIN_SECRET:
+        raise SettingsInvalid(
+            f"invalid setting EDITQ_CONSOLE_SECRET: use at least {MIN_SECRET} random characters"
+        )
     app.add_middleware(
         SessionMiddleware,
-        secret_key=settings.console_secret.get_secret_value(),
+        secret_key=secret,
         session_cookie="editq_console",
         max_age=12 * 3600,
         same_site="lax",
