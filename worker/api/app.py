@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from worker.api import errors
 from worker.api.auth import KeyRing
 from worker.api.routes import batches, jobs, system, webhooks
-from worker.console import pages as console
+from worker.console import app as console
 from worker.wiring import Container
 
 

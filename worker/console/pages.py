@@ -1,211 +1,48 @@
-"""The console's pages and actions, under ``/console``.
+"""The console's pages and actions, under ``/console``: overview, jobs, batches, callbacks.
 
 Pages read through the same use cases as the API and the CLI; every action writes the
-same events as the CLI does, with ``console:<operator>`` as their actor. A session is a
-signed cookie (HttpOnly, SameSite=Lax, Secure outside development) holding the operator's
-name and a CSRF token that every form posts back.
+same events as the CLI does, with ``console:<operator>`` as their actor.
 """
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.sessions import SessionMiddleware
 
 from models.state import JobState
 from worker.api.routes.jobs import decode_cursor, encode_cursor
-from worker.console.operators import Operator, Operators
-from worker.errors import EditqError, SettingsInvalid
+from worker.console.access import Deps, Me, Refused, back, missing, posted, render
+from worker.errors import EditqError
 from worker.usecases.console import overview
 from worker.values.callback_events import CallbackFilter, CallbackState
 from worker.values.records import JobFilter
-from worker.wiring import Container
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(prefix="/console", include_in_schema=False)
 PAGE_SIZE = 50
-#: The shortest session key accepted: the cookies' signatures are only as strong as it.
-MIN_SECRET = 32
-
-
-class LoginRequired(Exception):
-    """No operator is logged in: the page sends the browser to the login form."""
-
-
-class Refused(Exception):
-    """An action this session may not take (read-only, or no valid CSRF token): 403."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-
-def install(app: FastAPI, container: Container) -> None:
-    """Serve the console on ``app`` when operators and a session secret are configured."""
-    settings = container.settings
-    operators = Operators(settings.console_operators)
-    app.state.operators = operators
-    secret = settings.console_secret.get_secret_value() if settings.console_secret else ""
-    if not operators or not secret:
-        app.include_router(_off)
-        return
-    if len(secret) < MIN_SECRET:
-        raise SettingsInvalid(
-            f"invalid setting EDITQ_CONSOLE_SECRET: use at least {MIN_SECRET} random characters"
-        )
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=secret,
-        session_cookie="editq_console",
-        max_age=12 * 3600,
-        same_site="lax",
-        https_only=settings.env != "development",
-        path="/console",
-    )
-    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    app.include_router(router)
-    app.add_exception_handler(LoginRequired, _to_login)
-    app.add_exception_handler(Refused, _refused)
-
-
-_off = APIRouter(include_in_schema=False)
-
-
-@_off.get("/console", response_class=HTMLResponse)
-def console_off() -> HTMLResponse:
-    """The console is not configured: say how to turn it on."""
-    return HTMLResponse(
-        "<h1>The editq console is off</h1><p>Set EDITQ_CONSOLE_OPERATORS (see <code>editq"
-        " console hash-password</code>) and EDITQ_CONSOLE_SECRET, then restart the API.</p>",
-        status_code=404,
-    )
-
-
-async def _to_login(request: Request, exc: Exception) -> Response:
-    return RedirectResponse("/console/login", status_code=303)
-
-
-async def _refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Refused)
-    return _page(request, "message.html", {"title": "Not allowed", "message": exc.why}, 403)
-
-
-# -- who is asking ------------------------------------------------------------------------
-
-
-def deps(request: Request) -> Container:
-    built: Container = request.app.state.container
-    return built
-
-
-def current(request: Request) -> Operator:
-    """The logged-in operator, as configured now."""
-    name = request.session.get("operator")
-    operators: Operators = request.app.state.operators
-    found = operators.get(name) if isinstance(name, str) else None
-    if found is None:
-        raise LoginRequired
-    return found
-
-
-Me = Annotated[Operator, Depends(current)]
-Deps = Annotated[Container, Depends(deps)]
-
-
-def csrf_token(request: Request) -> str:
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return token
-
-
-async def posted(request: Request, operator: Operator, *, acting: bool = True) -> dict[str, str]:
-    """The form, once its CSRF token is checked (and, for an action, the role)."""
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    sent, kept = form.get("csrf_token", ""), request.session.get("csrf", "")
-    if not kept or not hmac.compare_digest(sent.encode(), str(kept).encode()):
-        raise Refused("This form was not sent from a console page (its CSRF token is missing).")
-    if acting and not operator.may_act:
-        raise Refused(f"{operator.name} is a read-only operator: ask an operator to do this.")
-    return form
-
-
-def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-    operators: Operators = request.app.state.operators
-    name_in = request.session.get("operator")
-    me = operators.get(name_in) if isinstance(name_in, str) else None
-    base = {"me": me, "csrf": csrf_token(request), "path": request.url.path}
-    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
-
-
-def _missing(request: Request, title: str, exc: EditqError, status: int = 404) -> HTMLResponse:
-    return _page(request, "message.html", {"title": title, "message": exc.message}, status)
-
-
-def _back(url: str, **query: str) -> RedirectResponse:
-    return RedirectResponse(f"{url}?{urlencode(query)}" if query else url, status_code=303)
-
-
-# -- logging in -----------------------------------------------------------------------------
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request) -> HTMLResponse:
-    return _page(request, "login.html", {"title": "Log in"})
-
-
-@router.post("/login")
-async def login(request: Request) -> Response:
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    sent, kept = form.get("csrf_token", ""), request.session.get("csrf", "")
-    if not kept or not hmac.compare_digest(sent.encode(), str(kept).encode()):
-        raise Refused("This form was not sent from the console's login page.")
-    operators: Operators = request.app.state.operators
-    found = await run_in_threadpool(operators.check, form.get("name", ""), form.get("password", ""))
-    if found is None:
-        context = {"title": "Log in", "failed": True, "name": form.get("name", "")}
-        return _page(request, "login.html", context, 401)
-    request.session.clear()
-    request.session.update(operator=found.name, csrf=secrets.token_urlsafe(32))
-    return _back("/console")
-
-
-@router.post("/logout")
-async def logout(request: Request, me: Me) -> Response:
-    await posted(request, me, acting=False)
-    request.session.clear()
-    return _back("/console/login")
 
 
 # -- overview -------------------------------------------------------------------------------
 
 
 @router.get("", response_class=HTMLResponse)
-def overview_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
+def overviewrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
     seen = overview(container.database("console"), container.policy().limits)
     notice = request.query_params.get("notice")
-    return _page(request, "overview.html", {"title": "Overview", "o": seen, "notice": notice})
+    return render(request, "overview.html", {"title": "Overview", "o": seen, "notice": notice})
 
 
 @router.get("/live", response_class=HTMLResponse)
 def overview_live(request: Request, me: Me, container: Deps) -> HTMLResponse:
     """The overview's live part alone, which the page fetches every few seconds."""
     seen = overview(container.database("console"), container.policy().limits)
-    return _page(request, "_live.html", {"o": seen})
+    return render(request, "_live.html", {"o": seen})
 
 
 @router.post("/providers/{name}/{action}")
@@ -224,8 +61,8 @@ async def provider_action(
     try:
         await run_in_threadpool(run[action])
     except EditqError as exc:
-        return _back("/console", notice=f"{exc.code}: {exc.message}")
-    return _back("/console", notice=f"{name}: {action} done")
+        return back("/console", notice=f"{exc.code}: {exc.message}")
+    return back("/console", notice=f"{name}: {action} done")
 
 
 def _short(value: object) -> object:
@@ -285,7 +122,7 @@ FILTERS = ("state", "provider", "error_code", "batch", "external_id", "metadata"
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(
+def jobsrender(
     request: Request,
     me: Me,
     container: Deps,
@@ -315,7 +152,7 @@ def jobs_page(
         "query": urlencode({**kept, **({"cursor": cursor} if cursor else {})}),
     }
     live = request.query_params.get("part") == "live"
-    return _page(request, "_jobs_table.html" if live else "jobs.html", context)
+    return render(request, "_jobs_table.html" if live else "jobs.html", context)
 
 
 @router.post("/jobs/bulk/{action}")
@@ -335,7 +172,7 @@ async def by_filter(request: Request, action: str, me: Me, container: Deps) -> R
             lambda: bulk(where, reason or "(dry run)", dry_run=dry_run)
         )
     except EditqError as exc:
-        return _missing(request, f"Not {action}ed", exc, 422)
+        return missing(request, f"Not {action}ed", exc, 422)
     context = {
         "title": action.capitalize(),
         "action": action,
@@ -343,15 +180,15 @@ async def by_filter(request: Request, action: str, me: Me, container: Deps) -> R
         "form": form,
         "filters": FILTERS,
     }
-    return _page(request, "bulk.html", context)
+    return render(request, "bulk.html", context)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
+def jobrender(request: Request, job_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
     try:
         detail = container.jobs("console").get(job_id)
     except EditqError as exc:
-        return _missing(request, "No such job", exc)
+        return missing(request, "No such job", exc)
     storage = container.storage
     thumbnails = {o.key: storage.presign_get(o.key, 3600) for o in detail.outputs}
     shown_input = {k: _short(v) for k, v in detail.job.input.items()}
@@ -362,7 +199,7 @@ def job_page(request: Request, job_id: uuid.UUID, me: Me, container: Deps) -> HT
         "thumbnails": thumbnails,
         "notice": request.query_params.get("notice"),
     }
-    return _page(request, "job.html", context)
+    return render(request, "job.html", context)
 
 
 @router.post("/jobs/{job_id}/{action}")
@@ -381,15 +218,15 @@ async def job_action(
     try:
         await run_in_threadpool(actions[action])
     except EditqError as exc:
-        return _back(f"/console/jobs/{job_id}", notice=f"{exc.code}: {exc.message}")
-    return _back(f"/console/jobs/{job_id}", notice=f"{action} done")
+        return back(f"/console/jobs/{job_id}", notice=f"{exc.code}: {exc.message}")
+    return back(f"/console/jobs/{job_id}", notice=f"{action} done")
 
 
 # -- batches --------------------------------------------------------------------------------
 
 
 @router.get("/batches", response_class=HTMLResponse)
-def batches_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
+def batchesrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
     batches = container.batches("console")
     statuses = [batches.status(b.id) for b in batches.recent(50)]
     context = {
@@ -397,15 +234,15 @@ def batches_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
         "statuses": statuses,
         "notice": request.query_params.get("notice"),
     }
-    return _page(request, "batches.html", context)
+    return render(request, "batches.html", context)
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
-def batch_page(request: Request, batch_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
+def batchrender(request: Request, batch_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
     try:
         status = container.batches("console").status(batch_id)
     except EditqError as exc:
-        return _page(
+        return render(
             request, "message.html", {"title": "No such batch", "message": exc.message}, 404
         )
     files = {
@@ -423,7 +260,7 @@ def batch_page(request: Request, batch_id: uuid.UUID, me: Me, container: Deps) -
         "notice": request.query_params.get("notice"),
     }
     live = request.query_params.get("part") == "live"
-    return _page(request, "_batch_live.html" if live else "batch.html", context)
+    return render(request, "_batch_live.html" if live else "batch.html", context)
 
 
 @router.post("/batches/{batch_id}/cancel")
@@ -434,15 +271,15 @@ async def batch_cancel(request: Request, batch_id: uuid.UUID, me: Me, container:
     try:
         await run_in_threadpool(batches.cancel, batch_id, reason)
     except EditqError as exc:
-        return _back(f"/console/batches/{batch_id}", notice=f"{exc.code}: {exc.message}")
-    return _back(f"/console/batches/{batch_id}", notice="cancel requested")
+        return back(f"/console/batches/{batch_id}", notice=f"{exc.code}: {exc.message}")
+    return back(f"/console/batches/{batch_id}", notice="cancel requested")
 
 
 # -- callbacks ------------------------------------------------------------------------------
 
 
 @router.get("/callbacks", response_class=HTMLResponse)
-def callbacks_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
+def callbacksrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
     wanted = request.query_params.get("state", "failed")
     states = tuple(s for s in CallbackState if s.value == wanted) or (CallbackState.FAILED,)
     shown = container.callbacks("console").list(CallbackFilter(states=states), limit=100)
@@ -453,7 +290,7 @@ def callbacks_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
         "states": [s.value for s in CallbackState],
         "notice": request.query_params.get("notice"),
     }
-    return _page(request, "callbacks.html", context)
+    return render(request, "callbacks.html", context)
 
 
 @router.post("/callbacks/redeliver")
@@ -461,10 +298,10 @@ async def callbacks_redeliver(request: Request, me: Me, container: Deps) -> Resp
     form = await posted(request, me)
     ids = tuple(i for i in (_uuid(v) for v in form.get("ids", "").split(",")) if i is not None)
     if not ids:
-        return _back("/console/callbacks", notice="choose the callbacks to send again")
+        return back("/console/callbacks", notice="choose the callbacks to send again")
     callbacks = container.callbacks(f"console:{me.name}")
     try:
         sent = await run_in_threadpool(callbacks.redeliver, CallbackFilter(ids=ids))
     except EditqError as exc:
-        return _back("/console/callbacks", notice=f"{exc.code}: {exc.message}")
-    return _back("/console/callbacks", notice=f"{sent} callback(s) due again", state="pending")
+        return back("/console/callbacks", notice=f"{exc.code}: {exc.message}")
+    return back("/console/callbacks", notice=f"{sent} callback(s) due again", state="pending")

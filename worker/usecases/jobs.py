@@ -6,7 +6,7 @@ Entry points (routes, CLI commands) parse their input, call one of these, and fo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +23,7 @@ from worker.errors import (
 )
 from worker.faults import CATALOGUE
 from worker.providers.base import Provider, Unsupported
+from worker.repository import Repository
 from worker.usecases.callbacks import CallbackTargets
 from worker.usecases.job_request import JobRequest, SourceUrls
 from worker.values import chain
@@ -274,16 +275,9 @@ class Jobs:
         """
         check_error_code(where.error_code)
         where = replace(where, states=tuple(where.states) or DEFAULT_RETRY_STATES)
-        with self._db.transaction() as repo:
-            matched = repo.count_matching(where)
-            sample = tuple(repo.list_jobs(where, sample_size, None))
-        if dry_run or matched == 0:
-            return RetryReport(matched, 0, sample, dry_run)
-        with self._db.transaction() as repo:
-            retried = repo.retry_matching(where, reason)
-            now = [repo.job(job.id) for job in sample]
-        fresh = tuple(job for job in now if job is not None)
-        return RetryReport(matched, len(retried), fresh, dry_run=False)
+        return self._by_filter(
+            where, dry_run, sample_size, lambda repo: len(repo.retry_matching(where, reason))
+        )
 
     def cancel_matching(
         self, where: JobFilter, reason: str, *, dry_run: bool, sample_size: int = 10
@@ -296,19 +290,33 @@ class Jobs:
         check_error_code(where.error_code)
         unfinished = tuple(s for s in where.states if s in UNFINISHED_STATES)
         where = replace(where, states=unfinished or UNFINISHED_STATES)
+        canceled: list[tuple[uuid.UUID, int, JobState]] = []
+
+        def cancel(repo: Repository) -> int:
+            canceled.extend(repo.cancel_matching(where, reason))
+            return len(canceled)
+
+        report = self._by_filter(where, dry_run, sample_size, cancel)
+        for job_id, attempt, before in canceled:
+            if before in {JobState.SUBMITTING, JobState.RUNNING}:
+                publish(self._queue.cancel_at_provider, job_id, attempt)
+        return report
+
+    def _by_filter(
+        self, where: JobFilter, dry_run: bool, sample_size: int, act: Callable[[Repository], int]
+    ) -> RetryReport:
+        """Count and sample what ``where`` matches; unless a dry run, ``act`` on it (how
+        many it moved) and show the sample as it is now."""
         with self._db.transaction() as repo:
             matched = repo.count_matching(where)
             sample = tuple(repo.list_jobs(where, sample_size, None))
         if dry_run or matched == 0:
             return RetryReport(matched, 0, sample, dry_run)
         with self._db.transaction() as repo:
-            canceled = repo.cancel_matching(where, reason)
+            acted = act(repo)
             now = [repo.job(job.id) for job in sample]
-        for job_id, attempt, before in canceled:
-            if before in {JobState.SUBMITTING, JobState.RUNNING}:
-                publish(self._queue.cancel_at_provider, job_id, attempt)
         fresh = tuple(job for job in now if job is not None)
-        return RetryReport(matched, len(canceled), fresh, dry_run=False)
+        return RetryReport(matched, acted, fresh, dry_run=False)
 
     def retry(self, job_id: uuid.UUID, reason: str | None = None) -> JobRecord:
         """Send a failed or canceled job round again, with a fresh attempt budget."""
