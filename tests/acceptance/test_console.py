@@ -83,6 +83,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         launched.close()
 
 
+@pytest.fixture(autouse=True)
+def _providers_resumed(console_stack: Running) -> Iterator[None]:
+    """Whatever a test paused is resumed: the providers' rows are shared by every stack."""
+    yield
+    for provider in ("fal", "runware", "runflow"):
+        assert console_stack.editq("providers", "resume", provider).returncode == 0
+
+
 def page_for(browser: Any, stack: Running, name: str) -> Any:
     """A fresh browser context, logged in as ``name``."""
     context = browser.new_context(
@@ -180,10 +188,11 @@ def test_a_paused_provider_is_sent_nothing_until_resumed_live_on_the_overview(
     page.wait_for_url("**/console?notice=*")
     assert "paused by console:ana: fal degraded" in fal.locator(".state").inner_text()
 
+    queued = int(fal.locator(".queued").inner_text())
     job = stack.submit("fal")
     # Dispatch stops: the job stays queued, and the live overview counts it.
     wait_until(
-        lambda: fal.locator(".queued").inner_text() == "1",
+        lambda: fal.locator(".queued").inner_text() == str(queued + 1),
         timeout=15,
         what="the overview to show the queued job without a reload",
     )

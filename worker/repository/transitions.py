@@ -79,9 +79,11 @@ class Transitions(CallbackRows, Reads):
         )
         if moved is None:
             return False
-        if attempt.submitted_at is not None:
-            took = (datetime.now(UTC) - attempt.submitted_at).total_seconds()
-            self.observed.append(Waited(Wait.PROVIDER, attempt.provider, took))
+        # A result can beat the submit's own answer here (mark_running never comes then):
+        # the attempt's start stands in for the acceptance.
+        since = attempt.submitted_at or attempt.created_at
+        took = (datetime.now(UTC) - since).total_seconds()
+        self.observed.append(Waited(Wait.PROVIDER, attempt.provider, took))
         return True
 
     def succeed(
