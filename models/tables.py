@@ -224,6 +224,18 @@ class Job(Base):
         ),
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_state_provider", "state", "provider"),
+        # The console's lookups: a row by its external id, jobs by metadata pairs (@>).
+        Index(
+            "ix_jobs_external_id",
+            "external_id",
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_jobs_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
     )
 
 
