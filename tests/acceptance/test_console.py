@@ -8,6 +8,7 @@ act, and a form posted without its CSRF token is refused. With
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -335,3 +336,25 @@ def test_queued_jobs_are_canceled_by_filter_after_a_dry_run(
     page.goto("/console")
     page.locator("tr[data-provider=fal] form[action$='/resume'] button").click()
     page.wait_for_url("**/console?notice=*")
+
+
+def test_a_filter_it_cannot_read_is_refused_naming_the_field_and_nothing_moves(
+    browser: Any, console_stack: Running
+) -> None:
+    stack = console_stack
+    stack.faults("fal", rate_5xx=1.0)
+    job = stack.submit("fal", metadata={"run": "unreadable"})
+    assert stack.wait_terminal(job["id"], timeout=60)["state"] == "failed"
+    stack.faults("fal", rate_5xx=0.0)
+    page = page_for(browser, stack, "ana")
+    page.goto("/console/jobs?state=failed&since=yesterday")
+    assert "since: 'yesterday' is not a time like" in page.inner_text("[role=alert]")
+    token = page.locator("header input[name=csrf_token]").input_value()
+    answer = page.request.post(
+        "/console/jobs/bulk/retry",
+        form={"csrf_token": token, "state": "failed", "metadata": "run",
+              "confirm": "yes", "reason": "wide by mistake"},
+    )  # fmt: skip
+    assert answer.status == 422
+    assert "Nothing was retried: metadata: 'run' is not key=value" in html.unescape(answer.text())
+    assert stack.job(job["id"])["state"] == "failed"

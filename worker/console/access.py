@@ -81,12 +81,20 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-async def posted(request: Request, operator: Operator, *, acting: bool = True) -> dict[str, str]:
-    """The form, once its CSRF token is checked (and, for an action, the role)."""
+async def _form(request: Request, refusal: str) -> dict[str, str]:
+    """The posted form, once it carries this session's CSRF token; else :class:`Refused`."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     sent, kept = form.get("csrf_token", ""), request.session.get("csrf", "")
     if not kept or not hmac.compare_digest(sent.encode(), str(kept).encode()):
-        raise Refused("This form was not sent from a console page (its CSRF token is missing).")
+        raise Refused(refusal)
+    return form
+
+
+async def posted(request: Request, operator: Operator, *, acting: bool = True) -> dict[str, str]:
+    """The form, once its CSRF token is checked (and, for an action, the role)."""
+    form = await _form(
+        request, "This form was not sent from a console page: its CSRF token is missing or stale."
+    )
     if acting and not operator.may_act:
         raise Refused(f"{operator.name} is a read-only operator: ask an operator to do this.")
     return form
@@ -118,10 +126,7 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    sent, kept = form.get("csrf_token", ""), request.session.get("csrf", "")
-    if not kept or not hmac.compare_digest(sent.encode(), str(kept).encode()):
-        raise Refused("This form was not sent from the console's login page.")
+    form = await _form(request, "This form was not sent from the console's login page.")
     operators: Operators = request.app.state.operators
     found = await run_in_threadpool(operators.check, form.get("name", ""), form.get("password", ""))
     if found is None:

@@ -32,7 +32,7 @@ PAGE_SIZE = 50
 
 
 @router.get("", response_class=HTMLResponse)
-def overviewrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
+def overview_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
     seen = overview(container.database("console"), container.policy().limits)
     notice = request.query_params.get("notice")
     return render(request, "overview.html", {"title": "Overview", "o": seen, "notice": notice})
@@ -85,55 +85,73 @@ def _capacity(value: str) -> int | None:
 # -- jobs -----------------------------------------------------------------------------------
 
 
+class FilterInvalid(Exception):
+    """A filter field the console cannot read: nothing is listed or acted on."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.message = f"{field}: {rule}"
+
+
 def _filter(params: dict[str, str]) -> JobFilter:
+    """The job filter of a form or query; :class:`FilterInvalid` names a field it cannot
+    read, so an action never widens to more jobs than the operator asked for."""
     metadata = {}
-    for pair in params.get("metadata", "").split(","):
-        key, sep, value = pair.strip().partition("=")
-        if sep and key:
-            metadata[key] = value
+    for pair in filter(None, (p.strip() for p in params.get("metadata", "").split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise FilterInvalid("metadata", f"{pair!r} is not key=value")
+        metadata[key.strip()] = value.strip()
     state = params.get("state", "")
+    if state and state not in {s.value for s in JobState}:
+        raise FilterInvalid("state", f"{state!r} is not a job state")
     return JobFilter(
-        states=(JobState(state),) if state in {s.value for s in JobState} else (),
-        batch_id=_uuid(params.get("batch", "")),
+        states=(JobState(state),) if state else (),
+        batch_id=_uuid("batch", params.get("batch", "")),
         provider=params.get("provider") or None,
         error_code=params.get("error_code") or None,
-        since=_when(params.get("since", "")),
-        until=_when(params.get("until", "")),
+        since=_when("since", params.get("since", "")),
+        until=_when("until", params.get("until", "")),
         external_id=params.get("external_id") or None,
         metadata=metadata,
     )
 
 
-def _uuid(value: str) -> uuid.UUID | None:
+def _uuid(field: str, value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value.strip()) if value.strip() else None
     except ValueError:
-        return None
+        raise FilterInvalid(field, f"{value!r} is not an id") from None
 
 
-def _when(value: str) -> datetime | None:
+def _when(field: str, value: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(value) if value else None
+        return datetime.fromisoformat(value.strip()) if value.strip() else None
     except ValueError:
-        return None
+        raise FilterInvalid(field, f"{value!r} is not a time like 2026-12-03T02:00") from None
 
 
+#: What each action on many jobs did, in words.
+_DONE = {"retry": "retried", "cancel": "canceled"}
 FILTERS = ("state", "provider", "error_code", "batch", "external_id", "metadata", "since", "until")
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobsrender(
+def jobs_page(
     request: Request,
     me: Me,
     container: Deps,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     q: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    found = _uuid(q or "")
+    try:
+        found = _uuid("job id", q or "")
+        params = {k: request.query_params.get(k, "") for k in FILTERS}
+        where = _filter(params)
+    except FilterInvalid as exc:
+        return render(request, "message.html", {"title": "Jobs", "message": exc.message}, 422)
     if found is not None:
         return RedirectResponse(f"/console/jobs/{found}", status_code=303)
-    params = {k: request.query_params.get(k, "") for k in FILTERS}
-    where = _filter(params)
     after = decode_cursor(cursor) if cursor else None
     page, following = container.jobs("console").list(where, PAGE_SIZE, after)
     kept = {k: v for k, v in params.items() if v}
@@ -166,13 +184,17 @@ async def by_filter(request: Request, action: str, me: Me, container: Deps) -> R
     reason = form.get("reason", "").strip()
     # Without a reason nothing changes: the page shows what would, and asks for one.
     dry_run = form.get("confirm") != "yes" or not reason
-    where = _filter(form)
+    try:
+        where = _filter(form)
+    except FilterInvalid as exc:
+        message = f"Nothing was {_DONE[action]}: {exc.message}"
+        return render(request, "message.html", {"title": "Jobs", "message": message}, 422)
     try:
         report = await run_in_threadpool(
             lambda: bulk(where, reason or "(dry run)", dry_run=dry_run)
         )
     except EditqError as exc:
-        return missing(request, f"Not {action}ed", exc, 422)
+        return missing(request, f"Not {_DONE[action]}", exc, 422)
     context = {
         "title": action.capitalize(),
         "action": action,
@@ -184,7 +206,7 @@ async def by_filter(request: Request, action: str, me: Me, container: Deps) -> R
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def jobrender(request: Request, job_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
+def job_page(request: Request, job_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
     try:
         detail = container.jobs("console").get(job_id)
     except EditqError as exc:
@@ -226,7 +248,7 @@ async def job_action(
 
 
 @router.get("/batches", response_class=HTMLResponse)
-def batchesrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
+def batches_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
     batches = container.batches("console")
     statuses = [batches.status(b.id) for b in batches.recent(50)]
     context = {
@@ -238,7 +260,7 @@ def batchesrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
-def batchrender(request: Request, batch_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
+def batch_page(request: Request, batch_id: uuid.UUID, me: Me, container: Deps) -> HTMLResponse:
     try:
         status = container.batches("console").status(batch_id)
     except EditqError as exc:
@@ -279,7 +301,7 @@ async def batch_cancel(request: Request, batch_id: uuid.UUID, me: Me, container:
 
 
 @router.get("/callbacks", response_class=HTMLResponse)
-def callbacksrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
+def callbacks_page(request: Request, me: Me, container: Deps) -> HTMLResponse:
     wanted = request.query_params.get("state", "failed")
     states = tuple(s for s in CallbackState if s.value == wanted) or (CallbackState.FAILED,)
     shown = container.callbacks("console").list(CallbackFilter(states=states), limit=100)
@@ -296,7 +318,10 @@ def callbacksrender(request: Request, me: Me, container: Deps) -> HTMLResponse:
 @router.post("/callbacks/redeliver")
 async def callbacks_redeliver(request: Request, me: Me, container: Deps) -> Response:
     form = await posted(request, me)
-    ids = tuple(i for i in (_uuid(v) for v in form.get("ids", "").split(",")) if i is not None)
+    try:
+        ids = tuple(filter(None, (_uuid("ids", v) for v in form.get("ids", "").split(","))))
+    except FilterInvalid as exc:
+        return back("/console/callbacks", notice=exc.message)
     if not ids:
         return back("/console/callbacks", notice="choose the callbacks to send again")
     callbacks = container.callbacks(f"console:{me.name}")
