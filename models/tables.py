@@ -224,6 +224,12 @@ class Job(Base):
         ),
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_state_provider", "state", "provider"),
+        # Retention: the finished jobs, oldest first.
+        Index(
+            "ix_jobs_completed",
+            "completed_at",
+            postgresql_where=text("state IN ('succeeded', 'failed', 'canceled')"),
+        ),
         # The console's lookups: a row by its external id, jobs by metadata pairs (@>).
         Index(
             "ix_jobs_external_id",

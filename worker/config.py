@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     webhook_grace_seconds: float = Field(default=120.0, gt=0)
     #: Interval of the scheduler's tick (dispatch, poll, reconcile).
     tick_seconds: float = Field(default=1.0, gt=0)
+    #: Finished jobs completed more than this many days ago are deleted (unset: kept for
+    #: ever); archived to the bucket first with ``retain_archive``.
+    retain_days: float | None = Field(default=None, gt=0)
+    retain_archive: bool = False
+    #: How often the scheduler prunes, when ``retain_days`` is set.
+    prune_interval_seconds: float = Field(default=600.0, gt=0)
     #: Where the worker and the scheduler serve their Prometheus metrics (0: nowhere).
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     scheduler_metrics_port: int = Field(default=9102, ge=0, le=65535)

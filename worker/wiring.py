@@ -41,6 +41,7 @@ from worker.usecases.job_request import SourceUrls
 from worker.usecases.jobs import Jobs
 from worker.usecases.provider_status import ProviderStatus, provider_status
 from worker.usecases.providers import ProviderControls
+from worker.usecases.retention import Retention
 from worker.values.breaker import BreakerPolicy, Limits
 from worker.values.callback_events import CallbackPolicy
 from worker.values.pricing import use_prices
@@ -167,6 +168,13 @@ class Container:
     def provider_status(self, actor: str) -> list[ProviderStatus]:
         """Every provider's breaker, jobs in flight and limits, in dispatch order."""
         return provider_status(self.database(actor), self.policy().limits)
+
+    def retention(self, actor: str) -> Retention:
+        """Pruning what is past ``EDITQ_RETAIN_DAYS`` (nothing when it is unset)."""
+        s = self.settings
+        return Retention(
+            self.database(actor), self.storage, s.retain_days, archive=s.retain_archive
+        )
 
     def provider_controls(self, actor: str) -> ProviderControls:
         """Pause, resume and size providers, as ``actor`` (an operator's name)."""

@@ -107,6 +107,9 @@ def scheduler(
         stop,
         wakeups,
         on_tick=heartbeat_file.touch if heartbeat_file else None,
+        prune=loop.Pruning(
+            container.retention("scheduler"), container.settings.prune_interval_seconds
+        ),
     )
     wakeups.close()
     container.close()

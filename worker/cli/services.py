@@ -1,16 +1,22 @@
-"""``editq services ...`` and ``editq db ...``: the embedded services and the schema."""
+"""``editq services ...`` and ``editq db ...``: the embedded services, the schema, pruning."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
-from worker.cli.common import DEFAULT_HOME, HomeOption, err
+from worker.cli.common import DEFAULT_HOME, HomeOption, build_container, err
 from worker.config import load_settings
+
+if TYPE_CHECKING:
+    from worker.usecases.retention import Retention
 
 services_app = typer.Typer(
     help="Embedded PostgreSQL, Valkey and S3 for development.", no_args_is_help=True
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
 
 
 @services_app.command("up")
@@ -54,3 +60,34 @@ def db_upgrade(revision: str = "head") -> None:
 
     upgrade(load_settings().database_url, revision)
     err.print(f"database at {revision}")
+
+
+@db_app.command("prune")
+def db_prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete finished jobs past EDITQ_RETAIN_DAYS now, as the scheduler does every so often."""
+    container = build_container()
+    try:
+        _prune(container.retention("cli"), dry_run)
+    finally:
+        container.close()
+
+
+def _prune(retention: Retention, dry_run: bool) -> None:
+    if retention.days is None:
+        err.print("[red]retention is off[/red]: set EDITQ_RETAIN_DAYS to prune")
+        raise typer.Exit(2)
+    if dry_run:
+        counts = retention.preview()
+        assert counts is not None
+        typer.echo(f"completed before {retention.cutoff():%Y-%m-%d %H:%M} UTC, would delete:")
+        for name, value in dataclasses.asdict(counts).items():
+            typer.echo(f"  {name:<10} {value:>10,}")
+        return
+    report = retention.prune(rounds=1_000_000)
+    typer.echo(f"deleted {report.jobs:,} job(s) and {report.batches:,} batch(es)")
+    for key in report.archived:
+        typer.echo(f"  archived to {key}")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from worker.pipeline.steps import Pipeline
 from worker.pipeline.wakeups import Wakeups
 from worker.usecases.batches import Batches
+from worker.usecases.retention import Retention
 
 log = logging.getLogger("editq.scheduler")
 
@@ -33,13 +34,17 @@ def run(
     stop: threading.Event,
     wakeups: Wakeups | None = None,
     on_tick: Callable[[], None] | None = None,
+    prune: Pruning | None = None,
 ) -> None:
     """Tick until ``stop`` is set; a failing tick is logged and the next one tries again.
 
-    ``on_tick`` is called after every tick that went through (a liveness heartbeat).
+    ``on_tick`` is called after every tick that went through (a liveness heartbeat);
+    ``prune`` deletes what is past its retention, every so often.
     """
     while not stop.is_set():
         try:
+            if prune is not None:
+                prune.when_due()
             finishing = batches.tick()
             if finishing:
                 log.info("tick: %d batch(es) finished; writing their result files", finishing)
@@ -57,6 +62,25 @@ def run(
         except Exception:
             log.exception("tick failed; trying again in %.1f s", interval)
         _between_ticks(pipeline, interval, stop, wakeups)
+
+
+class Pruning:
+    """Runs a retention prune at most every ``every`` seconds (the first at once)."""
+
+    def __init__(self, retention: Retention, every: float) -> None:
+        self._retention = retention
+        self._every = every
+        self._next = 0.0
+
+    def when_due(self) -> None:
+        """Prune if it is time; a failed prune is logged and the tick goes on."""
+        if self._retention.days is None or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self._every
+        try:
+            self._retention.prune()
+        except Exception:
+            log.exception("prune failed; trying again in %.0f s", self._every)
 
 
 def _between_ticks(

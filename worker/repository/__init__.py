@@ -14,10 +14,11 @@ from worker.repository.budgets import BudgetRows
 from worker.repository.console import ConsoleRows
 from worker.repository.dispatch import DispatchRows
 from worker.repository.provider_health import HealthRows
+from worker.repository.retention import RetentionRows
 from worker.repository.scheduling import Scheduling
 
 __all__ = ["Repository"]
 
 
-class Repository(Scheduling, DispatchRows, BudgetRows, HealthRows, ConsoleRows):
+class Repository(Scheduling, DispatchRows, BudgetRows, HealthRows, ConsoleRows, RetentionRows):
     """SQL over one session; the caller owns the transaction."""

@@ -314,3 +314,15 @@ class HourFigures:
     hour: datetime
     succeeded: int
     cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCounts:
+    """What a prune would delete (or did), table by table."""
+
+    jobs: int
+    attempts: int
+    outputs: int
+    events: int
+    callbacks: int
+    batches: int
