@@ -154,7 +154,8 @@ def _signal(pid: int, signum: signal.Signals) -> None:
 def _thread_alive(thread: Path) -> bool:
     try:
         stat = (thread / "stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone between listing its threads and reading this one (ESRCH mid-read).
         return False
     # The state letter follows the parenthesised command name, which may contain spaces.
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
