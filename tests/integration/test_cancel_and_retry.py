@@ -15,11 +15,13 @@ from models.state import JobState
 from tests.factories import job_request
 from tests.integration.test_batches import catalog, submit
 from tests.integration.test_finalize_recovery import steps_with
+from tests.waiting import wait_until
 from worker.faults import ErrorKind, Fault
 from worker.pipeline.steps import Pipeline
 from worker.providers.fal.adapter import FalProvider
 from worker.providers.fal.signature import JwksCache
 from worker.values.batch_status import BatchStatus
+from worker.values.chain import StepIn
 from worker.values.records import JobFilter
 from worker.wiring import Container
 
@@ -137,3 +139,41 @@ def test_batch_progress_counts_canceled_jobs_apart_from_failed_ones(container: C
 
     status: BatchStatus = container.batches("test").status(batch_id)
     assert (status.canceled, status.failed) == (1, 0)
+
+
+def test_a_chain_canceled_mid_step_stops_there_keeps_what_it_made_and_resumes_on_retry(
+    container: Container,
+) -> None:
+    # One fal, quick for step 1, then slow, so step 2 is in flight when the cancel lands.
+    config = FalEmulatorConfig(latency=0.05, jitter=0, concurrency=4, seed=11)
+    with (
+        run_in_thread(create_fal_app(config)) as server,
+        httpx.Client(timeout=10) as http,
+    ):
+        fal = FalProvider(http, jwks=JwksCache(http), base_url=server.url, key="k")
+        steps = steps_with(container, {"fal": fal})
+        later = (StepIn(prompt="Put it on a beach"), StepIn(prompt="Warm colour grade"))
+        job, _ = container.jobs("test").create(job_request(providers=("fal",), steps=later))
+        assert steps.dispatch() == 1 and steps.submit(job.id, 1) == "running"
+        wait_until(lambda: steps.poll(job.id, 1) == "finalizing", timeout=30, what="step 1")
+        assert steps.finalize(job.id, 1) == "advanced"
+        httpx.patch(f"{server.url}/_emulator/config", json={"latency": 30})
+        assert steps.dispatch() == 1 and steps.submit(job.id, 2) == "running"
+
+        canceled = container.jobs("ops").cancel(job.id, "wrong brief")
+
+        assert (canceled.state, canceled.step) == (JobState.CANCELED, 2)
+        assert steps.cancel_at_provider(job.id, 2) == "cancel_requested"
+        assert fal_states(server) == ["succeeded", "cancelled"]
+        assert steps.dispatch() == 0  # step 3 is never sent
+        detail = container.jobs("test").get(job.id)
+        assert [(a.step, a.outcome) for a in detail.attempts] == [(1, "succeeded"), (2, "canceled")]
+        [kept] = detail.outputs
+        assert kept.step == 1 and container.storage.head(kept.key) is not None
+
+        # A retry resumes at the canceled step: step 1 is not sent again.
+        httpx.patch(f"{server.url}/_emulator/config", json={"latency": 0.05})
+        assert container.jobs("ops").retry(job.id, "brief fixed").step == 2
+        assert steps.dispatch() == 1 and steps.submit(job.id, 3) == "running"
+        asked = httpx.get(f"{server.url}/_emulator/requests").json()
+        assert len(asked) == 3 and asked[-1]["source_sha256"] == kept.sha256
