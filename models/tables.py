@@ -413,3 +413,40 @@ class CallbackAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_callback_attempts_callback", "callback_id", "id"),)
+
+
+class Scheduler(Base):
+    """A running ``editq scheduler``, as it last said of itself (every tick).
+
+    Several may run; the one holding :class:`SchedulerLease` dispatches, the others stand
+    by. A row not seen for an hour is forgotten.
+    """
+
+    __tablename__ = "schedulers"
+
+    #: ``host:pid:token``, unique to one run of one process.
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    #: How it wakes between ticks: ``listen`` (LISTEN/NOTIFY) or ``poll`` (PgBouncer).
+    wakeups: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class SchedulerLease(Base):
+    """Which scheduler dispatches: the holder of the one row, until it expires.
+
+    The holder renews it every tick; when it stops renewing (killed, or cut off from the
+    database), another scheduler takes it once it has expired, by the database's clock.
+    """
+
+    __tablename__ = "scheduler_lease"
+
+    #: Always ``dispatch``: one lease, one row.
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text)
+    #: When the holder took the lease (kept across its renewals).
+    since: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    renewed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -54,7 +54,8 @@ def stack(test_env: dict[str, str], engine: Engine, tmp_path: Path) -> Iterator[
     with engine.begin() as conn:
         conn.execute(
             text(
-                "TRUNCATE batches, jobs, attempts, job_outputs, job_events, provider_health CASCADE"
+                "TRUNCATE batches, jobs, attempts, job_outputs, job_events, provider_health,"
+                " scheduler_lease, schedulers CASCADE"
             )
         )
     for running in start_stack(

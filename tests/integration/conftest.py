@@ -125,7 +125,7 @@ def _empty_tables(request: pytest.FixtureRequest) -> None:
         conn.execute(
             text(
                 "TRUNCATE jobs, attempts, job_outputs, job_events, provider_health,"
-                " callbacks, callback_attempts, batches, batch_rejects"
+                " callbacks, callback_attempts, batches, batch_rejects, schedulers, scheduler_lease"
             )
         )
 

@@ -30,6 +30,7 @@ app.add_typer(health.health_app, name="healthcheck")
 app.add_typer(providers.providers_app, name="providers")
 app.add_typer(console.console_app, name="console")
 app.command("submit")(jobs.submit)
+app.command("schedulers")(providers.schedulers)
 app.registered_commands += processes.app.registered_commands
 
 

@@ -89,9 +89,14 @@ def scheduler(
         typer.Option(help="Touch this file after every tick, for `editq healthcheck scheduler`."),
     ] = None,
 ) -> None:
-    """Run the periodic tick: dispatch, poll due jobs, repair expired leases, finish batches."""
+    """Run the periodic tick: dispatch, poll due jobs, repair expired leases, finish batches.
+
+    Run as many as you like, on any hosts: one leads (it ticks), the others stand by and
+    take over within EDITQ_SCHEDULER_LEASE_SECONDS when it dies.
+    """
     from worker import metrics
     from worker.pipeline import scheduler as loop
+    from worker.pipeline.leadership import Leadership
 
     setup_logging()
     container = build_container()
@@ -99,17 +104,20 @@ def scheduler(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    settings = container.settings
     wakeups = container.wakeups()
+    lease = settings.scheduler_lease_seconds
     loop.run(
         container.pipeline("scheduler"),
         container.batches("scheduler"),
-        container.settings.tick_seconds,
+        settings.tick_seconds,
         stop,
         wakeups,
         on_tick=heartbeat_file.touch if heartbeat_file else None,
         prune=loop.Pruning(
-            container.retention("scheduler"), container.settings.prune_interval_seconds
+            container.retention("scheduler"), settings.prune_interval_seconds, budget=lease / 2
         ),
+        leadership=Leadership(container.database("scheduler"), lease, wakeups.mode),
     )
     wakeups.close()
     container.close()

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from worker.cli.common import build_container
-from worker.cli.output import JsonOption, Provider, print_json, print_table
+from worker.cli.common import build_container, err
+from worker.cli.output import JsonOption, Provider, print_json, print_table, whole
+from worker.values.schedulers import Schedulers
 
 providers_app = typer.Typer(
     help="Each provider's breaker, flight and limits; pause, resume and size providers.",
@@ -18,12 +19,14 @@ providers_app = typer.Typer(
 @providers_app.callback()
 def show(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Each provider's breaker, jobs in flight, learned limit (of its capacity), seconds per
-    job and submit rate, and whether an operator paused it."""
+    job and submit rate, and whether an operator paused it; then the schedulers, and
+    which one leads (``editq schedulers --json`` for them alone)."""
     if ctx.invoked_subcommand is not None:
         return
     from rich.table import Table
 
-    statuses = build_container().provider_status("cli")
+    container = build_container()
+    statuses = container.provider_status("cli")
     if as_json:
         print_json(statuses)
         return
@@ -44,6 +47,33 @@ def show(ctx: typer.Context, as_json: JsonOption = False) -> None:
             "-" if s.latency_seconds is None else f"{s.latency_seconds:.1f}",
             "unlimited" if s.submit_rate is None else f"{s.submit_rate:g}",
         )
+    print_table(table)
+    print_schedulers(container.schedulers("cli"))
+
+
+def schedulers(as_json: JsonOption = False) -> None:
+    """The running schedulers: which one leads (dispatches), how long its lease has left,
+    and how each wakes between ticks (LISTEN, or polling behind a transaction pooler)."""
+    seen = build_container().schedulers("cli")
+    if as_json:
+        print_json(seen.as_dict())
+        return
+    print_schedulers(seen)
+
+
+def print_schedulers(seen: Schedulers) -> None:
+    """The schedulers, the leader first, or a warning that none leads."""
+    from rich.table import Table
+
+    if seen.leader is None:
+        err.print("[red]no scheduler leads: nothing is dispatched[/red] (start `editq scheduler`)")
+    if not seen.running:
+        return
+    table = Table(whole("scheduler"), "role", "wakes by", "last tick", whole("since"))
+    for s in seen.running:
+        role = f"[green]leads[/green] (lease {seen.expires_in:g} s)" if s.leads else "standby"
+        since = (seen.since if s.leads and seen.since else s.started_at).isoformat("T", "seconds")
+        table.add_row(s.id, role, s.wakeups, f"{s.seen_seconds_ago:g} s ago", since)
     print_table(table)
 
 
@@ -76,8 +106,6 @@ def capacity(
 ) -> None:
     """Set a provider's in-flight ceiling at runtime, or reset it to the configured one."""
     if (jobs is None) == (not reset):
-        from worker.cli.common import err
-
         err.print("[red]invalid capacity[/red]: give a number of jobs, or --reset")
         raise typer.Exit(2)
     build_container().provider_controls("cli").set_capacity(provider.value, jobs)

@@ -4,8 +4,8 @@
 that change nothing), ``scheduling.py`` (inserts, leases, polls), ``dispatch.py`` (a
 dispatch round), ``transitions.py`` (one method per move of the lifecycle), ``ops.py``
 (cancel and retry), ``callbacks.py`` (the producer-callback outbox), ``batches.py`` and
-``budgets.py``, and ``provider_health.py`` (breakers and rate buckets), over the
-machinery of ``base.py``.
+``budgets.py``, ``provider_health.py`` (breakers and rate buckets), ``retention.py``
+(pruning) and ``leadership.py`` (the scheduler lease), over the machinery of ``base.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from worker.repository.budgets import BudgetRows
 from worker.repository.console import ConsoleRows
 from worker.repository.dispatch import DispatchRows
+from worker.repository.leadership import LeadershipRows
 from worker.repository.provider_health import HealthRows
 from worker.repository.retention import RetentionRows
 from worker.repository.scheduling import Scheduling
@@ -20,5 +21,7 @@ from worker.repository.scheduling import Scheduling
 __all__ = ["Repository"]
 
 
-class Repository(Scheduling, DispatchRows, BudgetRows, HealthRows, ConsoleRows, RetentionRows):
+class Repository(
+    Scheduling, DispatchRows, BudgetRows, HealthRows, ConsoleRows, RetentionRows, LeadershipRows
+):
     """SQL over one session; the caller owns the transaction."""

@@ -16,6 +16,7 @@ import dataclasses
 import gzip
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -73,15 +74,19 @@ class Retention:
         with self._db.transaction() as repo:
             return repo.prune_counts(self.cutoff())
 
-    def prune(self, rounds: int = MAX_ROUNDS) -> PruneReport:
-        """Prune in rounds until one deletes nothing (or ``rounds`` are made)."""
+    def prune(self, rounds: int = MAX_ROUNDS, seconds: float | None = None) -> PruneReport:
+        """Prune in rounds until one deletes nothing, ``rounds`` are made, or (when given)
+        ``seconds`` have passed."""
         total = PruneReport()
         if self.days is None:
             return total
+        until = None if seconds is None else time.monotonic() + seconds
         for _ in range(rounds):
             done = self._round(self.cutoff())
             total += done
             if not done.jobs and not done.batches:
+                break
+            if until is not None and time.monotonic() >= until:
                 break
         if total.jobs or total.batches:
             log.info(

@@ -44,7 +44,10 @@ def healthz() -> dict[str, str]:
     "/readyz",
     tags=["health"],
     responses={
-        200: {"description": "the database, broker and storage all answer"},
+        200: {
+            "description": "the database, broker and storage all answer; `scheduler` says "
+            "which scheduler leads (null: none) and lists every one running",
+        },
         503: {
             "description": "something does not answer; `checks` names it",
             "content": {
@@ -79,9 +82,14 @@ def readyz(deps: ContainerDep) -> JSONResponse:
     except Exception as exc:  # noqa: BLE001 - as above
         checks["storage"] = f"error: {exc.__class__.__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+    if checks["database"] == "ok":
+        # Shown, not checked: this API serves producers whether or not a scheduler runs.
+        try:
+            body["scheduler"] = deps.schedulers("api").as_dict()
+        except Exception as exc:  # noqa: BLE001 - as above
+            body["scheduler"] = f"error: {exc.__class__.__name__}"
+    return JSONResponse(body, 200 if ready else 503)
 
 
 @router.get("/metrics", tags=["health"])
