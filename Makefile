@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv tools chromium check test unit lint fmt demo bench up down compose-check clean
+.PHONY: help venv tools chromium pgbouncer check test unit lint fmt demo bench up down compose-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ test: $(STAMP) compose-check  ## the full suite: unit, migrations, integration, 
 
 TOOLS = .tools
 
-tools: $(TOOLS)/bin/promtool chromium  ## promtool (checks the alert rules) and Chromium (the console's browser tests), from Debian
+tools: $(TOOLS)/bin/promtool chromium pgbouncer  ## promtool (checks the alert rules), Chromium (the console's browser tests) and PgBouncer (the pooling tests), from Debian
 
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
@@ -33,6 +33,11 @@ chromium:  ## Debian's chromium for the browser tests (installed as root; elsewh
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ $(APT_INSTALL) chromium >/dev/null || { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }; } || \
 		{ echo "tools: no chromium here; as root: apt-get install chromium"; exit 1; }
+
+pgbouncer:  ## Debian's pgbouncer for the transaction-pooling tests (installed as root; elsewhere, say how)
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ $(APT_INSTALL) pgbouncer >/dev/null || { apt-get update -qq && $(APT_INSTALL) pgbouncer >/dev/null; }; }; } || \
+		{ echo "tools: no pgbouncer here; as root: apt-get install pgbouncer"; exit 1; }
 
 $(TOOLS)/bin/promtool:
 	@command -v apt-get >/dev/null || { echo "tools: no apt-get here; install promtool yourself"; exit 1; }

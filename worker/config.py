@@ -11,7 +11,7 @@ import binascii
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.values.pricing import price_key
@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     #: ``development`` allows loopback/private URLs and verbose errors; anything else is strict.
     env: Literal["development", "production"] = "production"
     database_url: str = "postgresql+psycopg://editq:editq@127.0.0.1:5432/editq"
+    #: How ``database_url`` is pooled: ``session`` (PostgreSQL itself, or a pooler in
+    #: session mode) or ``transaction`` (PgBouncer's transaction pooling: no prepared
+    #: statements, and no LISTEN through it).
+    database_pooling: Literal["session", "transaction"] = "session"
+    #: A connection straight to PostgreSQL, past any pooler: the scheduler LISTENs on it
+    #: for its wake-ups, and migrations run on it. Unset: ``database_url``, or fast polling
+    #: when that is transaction-pooled.
+    database_direct_url: str | None = None
     broker_url: str = "redis://127.0.0.1:6379/0"
     #: Celery queue the tasks travel on; tests use their own.
     queue: str = "editq"
@@ -128,6 +136,12 @@ class Settings(BaseSettings):
     webhook_grace_seconds: float = Field(default=120.0, gt=0)
     #: Interval of the scheduler's tick (dispatch, poll, reconcile).
     tick_seconds: float = Field(default=1.0, gt=0)
+    #: How long the leading scheduler's lease lasts unless renewed (it renews every tick):
+    #: when it dies, a standby takes over within this and one tick.
+    scheduler_lease_seconds: float = Field(default=5.0, gt=0)
+    #: Without LISTEN (transaction pooling and no direct URL), the scheduler runs a
+    #: dispatch round this often between ticks.
+    dispatch_poll_seconds: float = Field(default=0.25, gt=0)
     #: Finished jobs completed more than this many days ago are deleted (unset: kept for
     #: ever); archived to the bucket first with ``retain_archive``.
     retain_days: float | None = Field(default=None, gt=0)
@@ -187,6 +201,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"{key}: a price must not be negative")
         return value
 
+    @field_validator("scheduler_lease_seconds")
+    @classmethod
+    def _lease_outlasts_ticks(cls, value: float, info: ValidationInfo) -> float:
+        tick = info.data.get("tick_seconds")
+        if tick is not None and value < 2 * tick:
+            raise ValueError(
+                f"must be at least twice EDITQ_TICK_SECONDS ({tick:g}), or the leading "
+                "scheduler would lose its lease between two renewals"
+            )
+        return value
+
     @field_validator("callback_secret")
     @classmethod
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -208,6 +233,10 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one provider is needed")
         return value
+
+    def direct_url(self) -> str:
+        """Where to reach PostgreSQL itself, past any pooler (LISTEN, migrations)."""
+        return self.database_direct_url or self.database_url
 
     def capacity(self) -> dict[str, int]:
         """Each provider's most jobs in flight."""

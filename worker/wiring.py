@@ -23,10 +23,11 @@ from worker.celery_app import app as default_celery
 from worker.config import Settings, load_settings
 from worker.database import Database, TaskQueue
 from worker.fetch import Fetcher, outbound_client
+from worker.pipeline import leadership
 from worker.pipeline.leases import LeaseKeeper
 from worker.pipeline.policy import Policy
 from worker.pipeline.steps import Pipeline
-from worker.pipeline.wakeups import Wakeups
+from worker.pipeline.wakeups import ListeningWakeups, PollingWakeups, Wakeups
 from worker.providers.base import Provider
 from worker.providers.fal.adapter import FalProvider
 from worker.providers.fal.signature import JwksCache
@@ -47,6 +48,7 @@ from worker.values.callback_events import CallbackPolicy
 from worker.values.pricing import use_prices
 from worker.values.retry import RetryPolicy
 from worker.values.routing import CapacityPolicy
+from worker.values.schedulers import Schedulers
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -180,9 +182,19 @@ class Container:
         """Pause, resume and size providers, as ``actor`` (an operator's name)."""
         return ProviderControls(self.database(actor), self.policy().limits)
 
+    def schedulers(self, actor: str) -> Schedulers:
+        """Which scheduler leads, and every scheduler running."""
+        return leadership.schedulers(self.database(actor), self.settings.scheduler_lease_seconds)
+
     def wakeups(self) -> Wakeups:
-        """A LISTEN connection of its own for the scheduler's dispatch wake-ups."""
-        return Wakeups(self.settings.database_url)
+        """The scheduler's dispatch wake-ups: LISTEN on a connection of its own, straight to
+        PostgreSQL; fast polling when the only URL is transaction-pooled."""
+        s = self.settings
+        if s.database_direct_url:
+            return ListeningWakeups(s.database_direct_url)
+        if s.database_pooling == "transaction":
+            return PollingWakeups(s.dispatch_poll_seconds)
+        return ListeningWakeups(s.database_url)
 
     def close(self) -> None:
         """Release connections."""
@@ -197,7 +209,12 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
     celery = celery or default_celery
     configure(celery, settings)
     use_prices(settings.prices)
-    engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
+    engine = create_engine(
+        settings.database_url,
+        pool_pre_ping=True,
+        pool_size=10,
+        connect_args=connect_args(settings),
+    )
     http = httpx.Client(timeout=settings.http_timeout_seconds, follow_redirects=False)
     s3 = _s3_client(settings, settings.s3_endpoint_url)
     public = settings.s3_public_endpoint_url
@@ -224,6 +241,12 @@ def build(settings: Settings, celery: Celery | None = None) -> Container:
         fetcher=fetcher,
         leases=LeaseKeeper(Database(sessions, "worker", metrics.count), settings.lease_seconds),
     )
+
+
+def connect_args(settings: Settings) -> dict[str, object]:
+    """psycopg's options for ``database_url``: through a transaction pooler, never a
+    prepared statement (the next transaction may run on a server connection without it)."""
+    return {"prepare_threshold": None} if settings.database_pooling == "transaction" else {}
 
 
 def build_providers(

@@ -23,7 +23,7 @@ from tests.waiting import wait_until
 from worker.faults import ErrorKind, Fault
 from worker.pipeline import scheduler
 from worker.pipeline.steps import Pipeline
-from worker.pipeline.wakeups import Wakeups
+from worker.pipeline.wakeups import ListeningWakeups
 from worker.repository import Repository
 from worker.repository.base import CHANNEL
 from worker.usecases.batch_ingest import BatchOptions
@@ -286,7 +286,7 @@ def test_queued_work_is_sent_at_once_not_at_the_next_tick(
 def listening_scheduler(container: Container, capacity: int) -> Iterator[None]:
     """The scheduler loop, ticking a minute apart, once its first tick is over."""
     stop = threading.Event()
-    wakeups = Wakeups(container.settings.database_url)
+    wakeups = ListeningWakeups(container.settings.database_url)
     loop = threading.Thread(
         target=scheduler.run,
         args=(pipeline_with_capacity(container, capacity), container.batches("test"), 60.0, stop),

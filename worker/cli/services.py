@@ -58,7 +58,7 @@ def db_upgrade(revision: str = "head") -> None:
     """Migrate the database to the latest schema (or to --revision)."""
     from worker.migrate import upgrade
 
-    upgrade(load_settings().database_url, revision)
+    upgrade(load_settings().direct_url(), revision)
     err.print(f"database at {revision}")
 
 

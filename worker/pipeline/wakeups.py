@@ -9,11 +9,19 @@ PostgreSQL folds the notifications of one transaction into one, and the schedule
 whatever queued up, so a thousand completions cost a few dispatch rounds, not a
 thousand. Without notifications (a lost connection) the tick still dispatches every
 ``tick_seconds``.
+
+LISTEN needs a session of its own, which PgBouncer's transaction pooling does not give: a
+notification would reach whichever client holds the server connection at that moment, or
+no one. Behind such a pooler the scheduler LISTENs on ``EDITQ_DATABASE_DIRECT_URL`` when
+it is set, and otherwise :class:`PollingWakeups` runs a dispatch round every
+``EDITQ_DISPATCH_POLL_SECONDS`` instead (the NOTIFYs are still sent, and cost nothing).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Protocol
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -23,8 +31,29 @@ from worker.repository.base import CHANNEL
 log = logging.getLogger("editq.scheduler")
 
 
-class Wakeups:
+class Wakeups(Protocol):
+    """What wakes the scheduler between ticks to run a dispatch round."""
+
+    #: ``listen`` or ``poll``, as ``editq providers`` shows it.
+    mode: str
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a dispatch round is due (True) or ``timeout`` seconds pass (False)."""
+        ...
+
+    def drain(self) -> None:
+        """Forget wake-ups that queued up meanwhile: one dispatch round serves them all."""
+        ...
+
+    def close(self) -> None:
+        """Release what waiting holds (the next wait takes it again)."""
+        ...
+
+
+class ListeningWakeups:
     """A LISTEN connection of its own; reopened after it breaks."""
+
+    mode = "listen"
 
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url).set(drivername="postgresql")
@@ -62,3 +91,28 @@ class Wakeups:
             self._conn = psycopg.connect(self._dsn, autocommit=True)
             self._conn.execute(f"LISTEN {CHANNEL}")
         return self._conn
+
+
+class PollingWakeups:
+    """No notifications: a dispatch round is due every ``every`` seconds."""
+
+    mode = "poll"
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._closed = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait ``every`` seconds (True), or less when ``timeout`` is shorter (False)."""
+        self._closed.clear()
+        if timeout < self._every:
+            self._closed.wait(timeout)
+            return False
+        return not self._closed.wait(self._every)
+
+    def drain(self) -> None:
+        """Nothing queues up."""
+
+    def close(self) -> None:
+        """Cut a wait short."""
+        self._closed.set()
