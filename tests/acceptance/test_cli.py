@@ -304,3 +304,20 @@ def test_every_other_list_prints_one_json_document(
         assert {p["name"] for p in document} == {"fal", "runware", "runflow"}
     else:
         assert isinstance(document[items], list)
+
+
+def test_providers_and_schedulers_name_the_scheduler_that_leads(cli_stack: Running) -> None:
+    # The scheduler leads from its first tick, which may come after the stack is up.
+    seen = wait_until(
+        lambda: (found := as_json(cli_stack.editq("schedulers", "--json")))["leader"] and found,
+        what="the scheduler's first tick",
+    )
+    [leader] = [s for s in seen["schedulers"] if s["leads"]]
+    assert seen["leader"] == leader["id"] and leader["wakeups"] == "listen"
+    assert leader["pid"] == cli_stack.stack.procs["scheduler"].pid
+
+    shown = cli_stack.editq("providers")
+
+    assert shown.returncode == 0, shown.stderr
+    assert leader["id"] in shown.stdout and "leads" in shown.stdout
+    assert "no scheduler leads" not in shown.stderr
