@@ -8,6 +8,7 @@ to inject faults and count what the provider was asked to do.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import uuid
@@ -63,6 +64,18 @@ class Running:
         assert answer.status_code == 201, answer.text
         job: dict[str, Any] = answer.json()
         return job
+
+    def post_batch(self, rows: Sequence[dict[str, Any]], **query: Any) -> dict[str, Any]:
+        """POST ``rows`` as a JSONL batch (``query`` its options) and return it, accepted."""
+        answer = self.api.post(
+            "/v1/batches",
+            params=query,
+            content="".join(json.dumps(row) + "\n" for row in rows),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert answer.status_code == 201, answer.text
+        batch: dict[str, Any] = answer.json()
+        return batch
 
     def job(self, job_id: str, events: bool = True) -> dict[str, Any]:
         """GET one job (with its history)."""

@@ -145,13 +145,9 @@ def test_a_batch_of_two_hundred_three_step_chains_completes_with_every_step_in_i
         }
         for i in range(200)
     ]
-    body = "".join(json.dumps(r) + "\n" for r in rows)
-    answer = chain_stack.api.post(
-        "/v1/batches", content=body, headers={"Content-Type": "application/x-ndjson"}
-    )
-    assert answer.status_code == 201, answer.text
-    batch_id = answer.json()["id"]
-    assert answer.json()["steps"] == {"total": 600, "done": 0}
+    answer = chain_stack.post_batch(rows)
+    batch_id = answer["id"]
+    assert answer["steps"] == {"total": 600, "done": 0}
 
     def finished() -> dict[str, Any] | None:
         batch: dict[str, Any] = chain_stack.api.get(f"/v1/batches/{batch_id}").json()

@@ -9,7 +9,6 @@ act, and a form posted without its CSRF token is refused. With
 from __future__ import annotations
 
 import html
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -235,14 +234,7 @@ def submit_batch(stack: Running, rows: int, **query: str) -> str:
          "providers": ["fal"]}
         for n in range(rows)
     ]  # fmt: skip
-    answer = stack.api.post(
-        "/v1/batches",
-        params=query,
-        content="".join(json.dumps(line) + "\n" for line in lines),
-        headers={"Content-Type": "application/x-ndjson"},
-    )
-    assert answer.status_code == 201, answer.text
-    batch_id: str = answer.json()["id"]
+    batch_id: str = stack.post_batch(lines, **query)["id"]
     return batch_id
 
 

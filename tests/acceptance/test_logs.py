@@ -52,13 +52,7 @@ def batch(json_stack: Running) -> dict[str, Any]:
          "providers": [provider]}
         for n, provider in enumerate(("fal", "runware"), start=1)
     ]  # fmt: skip
-    answer = json_stack.api.post(
-        "/v1/batches",
-        content="".join(json.dumps(r) + "\n" for r in rows),
-        headers={"Content-Type": "application/x-ndjson"},
-    )
-    assert answer.status_code == 201, answer.text
-    batch_id = answer.json()["id"]
+    batch_id = json_stack.post_batch(rows)["id"]
 
     def finished() -> dict[str, Any] | None:
         shown: dict[str, Any] = json_stack.api.get(f"/v1/batches/{batch_id}").json()

@@ -87,12 +87,7 @@ def test_a_batch_of_chains_runs_through_pgbouncer_woken_without_waiting_for_a_ti
         }
         for i in range(30)
     ]
-    body = "".join(json.dumps(r) + "\n" for r in rows)
-    answer = stack.api.post(
-        "/v1/batches", content=body, headers={"Content-Type": "application/x-ndjson"}
-    )
-    assert answer.status_code == 201, answer.text
-    batch_id = answer.json()["id"]
+    batch_id = stack.post_batch(rows)["id"]
 
     def all_done() -> dict[str, Any] | None:
         batch: dict[str, Any] = stack.api.get(f"/v1/batches/{batch_id}").json()

@@ -134,19 +134,13 @@ def test_accept_succeeds_with_the_failed_check_shown_as_a_flag(
 
 
 def test_a_batchs_results_carry_every_outputs_scores(quality_stack: Running) -> None:
-    rows = "".join(
-        json.dumps({"external_id": f"sku-{i}", "image_url": data_uri(i), "prompt": "on marble"})
-        + "\n"
+    rows = [
+        {"external_id": f"sku-{i}", "image_url": data_uri(i), "prompt": "on marble"}
         for i in range(3)
-    )
-    answer = quality_stack.api.post(
-        "/v1/batches",
-        content=rows,
-        params={"providers": ["runflow"], "quality_on_failure": "accept"},
-        headers={"Content-Type": "application/x-ndjson"},
-    )
-    assert answer.status_code == 201, answer.text
-    batch_id = answer.json()["id"]
+    ]
+    batch_id = quality_stack.post_batch(rows, providers=["runflow"], quality_on_failure="accept")[
+        "id"
+    ]
     wait_until(
         lambda: quality_stack.api.get(f"/v1/batches/{batch_id}").json()["state"] == "completed",
         timeout=60,
