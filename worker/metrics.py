@@ -39,6 +39,7 @@ from worker.values.observations import (
     Waited,
 )
 from worker.values.records import QueueFigures
+from worker.values.schedulers import Schedulers
 
 log = logging.getLogger("editq.metrics")
 
@@ -120,6 +121,9 @@ OLDEST_QUEUED = Gauge(
     "editq_oldest_queued_seconds", "Age of the oldest job that is due and not yet claimed"
 )
 BATCHES_RUNNING = Gauge("editq_batches_running", "Batches that have not finished")
+SCHEDULERS = Gauge(
+    "editq_schedulers", "Schedulers heard from lately, by role (leader, standby)", ["role"]
+)
 CALLBACKS_PENDING = Gauge(
     "editq_callbacks_pending", "Producer callbacks not yet delivered and not given up on"
 )
@@ -148,8 +152,10 @@ def observe_database(
     statuses: Sequence[ProviderStatus],
     queue: QueueFigures,
     now: datetime,
+    schedulers: Schedulers | None = None,
 ) -> None:
-    """Set the gauges read from the database: jobs, providers, the queue, batches, callbacks."""
+    """Set the gauges read from the database: jobs, providers, the queue, batches,
+    callbacks, and the schedulers by role."""
     for state in JobState:
         JOBS.labels(state.value).set(counts.get(state, 0))
     for status in statuses:
@@ -163,6 +169,10 @@ def observe_database(
     OLDEST_QUEUED.set(0 if oldest is None else max((now - oldest).total_seconds(), 0.0))
     BATCHES_RUNNING.set(queue.batches_running)
     CALLBACKS_PENDING.set(queue.callbacks_pending)
+    if schedulers is not None:
+        leading = sum(s.leads for s in schedulers.running)
+        SCHEDULERS.labels("leader").set(leading)
+        SCHEDULERS.labels("standby").set(len(schedulers.running) - leading)
 
 
 def serve(port: int, process: str) -> None:

@@ -186,7 +186,7 @@ def test_the_alert_rules_pass_promtool() -> None:
         [tool, "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 6 rules found" in checked.stdout
+    assert "SUCCESS: 7 rules found" in checked.stdout
 
 
 def test_a_prefork_worker_serves_what_its_children_counted(

@@ -20,6 +20,7 @@ from worker.values.observations import (
     Waited,
 )
 from worker.values.records import QueueFigures
+from worker.values.schedulers import Schedulers, SchedulerSeen
 
 
 def value(name: str, **labels: str) -> float:
@@ -126,3 +127,19 @@ def test_the_database_gauges_show_the_breaker_the_queue_and_open_work() -> None:
     empty = QueueFigures(queued={}, oldest_due=None, batches_running=0, callbacks_pending=0)
     metrics.observe_database({}, [], empty, now)
     assert value("editq_oldest_queued_seconds") == 0
+
+
+def test_the_schedulers_gauge_counts_the_leader_and_the_standbys() -> None:
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    empty = QueueFigures(queued={}, oldest_due=None, batches_running=0, callbacks_pending=0)
+
+    def seen(id_: str, leads: bool) -> SchedulerSeen:
+        return SchedulerSeen(id_, "host", 1, "listen", now, 0.5, leads)
+
+    running = (seen("a", True), seen("b", False), seen("c", False))
+    metrics.observe_database({}, [], empty, now, Schedulers("a", now, 4.0, running))
+    assert value("editq_schedulers", role="leader") == 1
+    assert value("editq_schedulers", role="standby") == 2
+
+    metrics.observe_database({}, [], empty, now, Schedulers(None, None, None, running[1:]))
+    assert value("editq_schedulers", role="leader") == 0

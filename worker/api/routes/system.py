@@ -99,6 +99,10 @@ def metrics(deps: ContainerDep) -> Response:
     provider's flight, limit and breaker, the queue, batches, callbacks)."""
     jobs = deps.jobs("metrics")
     observe_database(
-        jobs.counts(), deps.provider_status("metrics"), jobs.queue_figures(), datetime.now(UTC)
+        jobs.counts(),
+        deps.provider_status("metrics"),
+        jobs.queue_figures(),
+        datetime.now(UTC),
+        deps.schedulers("metrics"),
     )
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
