@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tests.waiting import wait_until
 from worker.dev.processes import Ports, Processes, local_env, start_all
@@ -158,6 +160,7 @@ def start_stack(
         EDITQ_FAL_JWKS_REFETCH_SECONDS="0.5",
     )
     env.update(extra_env or {})
+    _new_deployment(test_env["EDITQ_DATABASE_URL"])
     with Processes(env, logs) as stack:
         start_all(stack, ports, emulator_args)
         headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -174,6 +177,15 @@ def start_stack(
             yield Running(stack, api, emulators)
         for client in emulators.values():
             client.close()
+
+
+def _new_deployment(database_url: str) -> None:
+    """Forget the schedulers of stacks that ran before (a killed one keeps its lease until
+    it expires): each stack is a deployment of its own, whose scheduler leads at once."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE scheduler_lease, schedulers"))
+    engine.dispose()
 
 
 @pytest.fixture(autouse=True)

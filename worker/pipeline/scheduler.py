@@ -27,6 +27,9 @@ log = logging.getLogger("editq.scheduler")
 #: How long a wake-up waits for more completions to share its dispatch round. Completions
 #: that arrive while a round runs share the next one anyway, so the pause can be short.
 GATHER_SECONDS = 0.005
+#: Longest single wait for a wake-up: a stop (SIGTERM) is seen within it, however long
+#: the tick, so the scheduler gives its lease up rather than being killed holding it.
+STOP_CHECK_SECONDS = 0.5
 
 
 def run(
@@ -119,7 +122,7 @@ def _between_ticks(
         return
     deadline = time.monotonic() + interval
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-        if not wakeups.wait(left):
+        if not wakeups.wait(min(left, STOP_CHECK_SECONDS)):
             continue
         stop.wait(GATHER_SECONDS)
         wakeups.drain()
