@@ -82,10 +82,6 @@ class Leadership:
         except Exception:  # noqa: BLE001 - stopping anyway; the lease expires on its own
             log.warning("could not give up the scheduler lease; it expires on its own")
 
-    def seconds_left(self) -> float:
-        """How long this scheduler may still act as leader without renewing."""
-        return max(0.0, self._valid_until - time.monotonic())
-
 
 def schedulers(db: Database, lease_seconds: float) -> Schedulers:
     """Who leads, and every scheduler seen within three leases."""
