@@ -31,6 +31,7 @@ from worker.values.callback_events import (
     job_payload,
     step_payload,
 )
+from worker.values.ids import new_id
 from worker.values.records import OutputRecord
 
 #: Jobs one statement of :meth:`CallbackRows.notify_jobs` reads at most.
@@ -76,7 +77,7 @@ class CallbackRows(SessionBound):
             payload = job_payload(job, outputs[job.id])
             rows.append(
                 {
-                    "id": uuid.uuid4(),
+                    "id": new_id(),
                     "job_id": job.id,
                     "batch_id": job.batch_id,
                     "url": job.callback_url,
@@ -96,7 +97,7 @@ class CallbackRows(SessionBound):
         outputs = self._outputs([job_id])[job_id]
         self.s.execute(
             insert(Callback).values(
-                id=uuid.uuid4(),
+                id=new_id(),
                 job_id=job.id,
                 batch_id=job.batch_id,
                 url=job.callback_url,
@@ -118,7 +119,7 @@ class CallbackRows(SessionBound):
 
     def notify_batch(self, batch_id: uuid.UUID, url: str, payload: dict[str, Any]) -> uuid.UUID:
         """Write the ``batch.completed`` callback of a batch, with the body it is sent."""
-        callback_id = uuid.uuid4()
+        callback_id = new_id()
         self.s.execute(
             insert(Callback).values(
                 id=callback_id,

@@ -9,7 +9,6 @@ steps are routed like the job API's.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -28,6 +27,7 @@ from worker.errors import (
 from worker.usecases.jobs import Jobs
 from worker.values.batch_file import BatchFormat, Reject, Row, read_rows
 from worker.values.canonical import ModelName
+from worker.values.ids import new_id
 from worker.values.quality_policy import DEFAULT_MAX_RETRIES, QualityPolicy
 from worker.values.records import NewBatch, NewJob
 from worker.values.routing import Routing
@@ -135,7 +135,7 @@ class BatchIngest:
                 row.line, row.options.external_id, first["field"], first["rule"], exc.message
             )
         return NewJob(
-            id=uuid.uuid4(),
+            id=new_id(),
             model=model,
             input=row.input.model_dump(mode="json", exclude_none=True),
             providers=eligible,

@@ -24,6 +24,7 @@ from worker.usecases.batch_results import BatchResults
 from worker.usecases.jobs import Jobs
 from worker.values.batch_file import BatchFormat, Reject
 from worker.values.batch_status import RATE_WINDOW_SECONDS, BatchStatus, status_of
+from worker.values.ids import new_id
 from worker.values.records import (
     BatchRecord,
     NewBatch,
@@ -83,7 +84,7 @@ class Batches(BatchResults):
             if earlier is not None:
                 return earlier
         new = NewBatch(
-            id=uuid.uuid4(),
+            id=new_id(),
             model=options.model,
             providers=options.providers,
             priority=options.priority,

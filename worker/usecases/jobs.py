@@ -29,6 +29,7 @@ from worker.usecases.job_request import JobRequest, SourceUrls
 from worker.values import chain
 from worker.values.canonical import EditInput
 from worker.values.chain import StepIn
+from worker.values.ids import new_id
 from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob, QueueFigures
 from worker.values.routing import DEFAULT_ROUTING, Routing, ordered
 
@@ -97,7 +98,7 @@ class Jobs:
             request.model, request.input, request.providers, request.steps, chosen
         )
         new = NewJob(
-            id=uuid.uuid4(),
+            id=new_id(),
             model=request.model,
             input=request.input.model_dump(mode="json", exclude_none=True),
             providers=eligible,
