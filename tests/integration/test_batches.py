@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from emulators.server import run_in_thread
 from models.state import BatchState, JobState
@@ -101,6 +101,50 @@ def test_good_rows_are_queued_and_bad_rows_reported_by_line_field_and_rule(
     assert sorted(j["external_id"] for j in listed["jobs"]) == ["SKU-0001", "SKU-0003", "SKU-0006"]
     assert {j["batch_id"] for j in listed["jobs"]} == {batch["id"]}
     assert client.get(f"/v1/batches/{batch['id']}", headers=AUTH).json()["rows"]["rejected"] == 3
+
+
+def test_a_batch_pages_through_its_index_from_where_the_cursor_left_off(
+    client: httpx.Client, container: Container
+) -> None:
+    # A batch's rows share their creation time, so only the id tells pages apart: the
+    # cursor must start the next page inside the batch index, not filter every row before.
+    batch_id = str(submit(container, catalog(11)))
+    pages: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, params: Any, *_: object) -> None:
+        if "FROM jobs" in statement and "ORDER BY" in statement:
+            pages.append(statement)
+            captured.append(params)
+
+    captured: list[Any] = []
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    event.listen(container.engine, "before_cursor_execute", record)
+    try:
+        while True:
+            params: dict[str, Any] = {"batch_id": batch_id, "limit": 3}
+            page = client.get(
+                "/v1/jobs", params=params | ({"cursor": cursor} if cursor else {}), headers=AUTH
+            ).json()
+            seen += page["jobs"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    finally:
+        event.remove(container.engine, "before_cursor_execute", record)
+
+    assert len(seen) == 11 and len({j["id"] for j in seen}) == 11
+    order = [(j["created_at"], j["id"]) for j in seen]
+    assert order == sorted(order, reverse=True)
+    with container.engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        conn.exec_driver_sql("SET enable_bitmapscan = off")
+        plan = "\n".join(
+            row[0] for row in conn.exec_driver_sql("EXPLAIN " + pages[-1], captured[-1])
+        )
+    starts = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert any("ROW(created_at, id) <" in line for line in starts), plan
+    assert "Sort" not in plan, plan
 
 
 def test_strict_mode_refuses_the_whole_file_and_writes_nothing(

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
+from sqlalchemy import Row, Select, and_, bindparam, func, select, tuple_
 
 from models.state import IN_FLIGHT_STATES, BatchState, JobState
 from models.tables import Attempt, Batch, Callback, Job, JobEvent, JobOutput
@@ -101,12 +101,11 @@ class Reads(SessionBound):
         """Jobs matching ``where``, newest first, after ``after``."""
         query = job_query(*filter_clauses(where))
         if after is not None:
-            query = query.where(
-                or_(
-                    Job.created_at < after.created_at,
-                    and_(Job.created_at == after.created_at, Job.id < after.id),
-                )
-            )
+            # A row comparison, which PostgreSQL takes as where to start in the index: the
+            # same test as "older, or as old with a lower id", which it can only apply to
+            # each row it reads, so page n of a batch (whose rows share their creation
+            # time) read all n - 1 pages before it again.
+            query = query.where(tuple_(Job.created_at, Job.id) < (after.created_at, after.id))
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
         return [job_from_row(row) for row in self.run(query)]
 
