@@ -30,6 +30,7 @@ TARGETS = {
     "fill_providers": "spread within 1.10 x ideal; failover about 3 x",
     "learn_limit": "within 1.15 x ideal at the hidden limit; 429s < 5 % of jobs",
     "prefer_faster": "latency-aware against plain spreading, ratio reported",
+    "million_jobs": "each operation within 1.5 x the empty database's median",
 }
 
 
@@ -91,6 +92,25 @@ def headline(name: str, figures: Figures, results: dict[str, Figures]) -> str:
         f"RSS {figures['worker_rss_mb']} MB (PSS {figures['worker_pss_mb']} MB) in "
         f"{figures['worker_processes']} worker processes, {figures['jobs_in_flight']} jobs "
         "in flight"
+    )
+
+
+def scale_headline(figures: Figures) -> str:
+    """The million_jobs line: each operation's median loaded, and against empty."""
+    loaded, ratios = figures["loaded"], figures["loaded_over_empty"]
+
+    def median(name: str) -> float:
+        figure = loaded
+        for part in name.split("."):
+            figure = figure[part]
+        return float(figure["median_ms"])
+
+    each = ", ".join(f"{name} {median(name)} ms ({ratio} x)" for name, ratio in ratios.items())
+    prune = loaded["prune"]
+    return (
+        f"{figures['history_jobs']:,} finished jobs: {each}; "
+        f"{loaded['size']['bytes_per_finished_job']:,} bytes a finished job; prune "
+        f"{prune['rows_per_second']:,} rows/s ({prune['jobs_per_second']:,} jobs/s)"
     )
 
 
@@ -170,11 +190,12 @@ def main() -> None:
         console.print(f"  done in {time.monotonic() - started:.0f} s: {results[name]}")
     table = Table("scenario", "result", "target", title="editq benchmark")
     for name, figures in results.items():
-        line = (
-            routing_headline(name, figures)
-            if name in ROUTING_SCENARIOS
-            else headline(name, figures, results)
-        )
+        if name in ROUTING_SCENARIOS:
+            line = routing_headline(name, figures)
+        elif name == "million_jobs":
+            line = scale_headline(figures)
+        else:
+            line = headline(name, figures, results)
         table.add_row(name, line, TARGETS[name])
     console.print(table)
     report = {"machine": machine(), "quick": args.quick, "results": results}

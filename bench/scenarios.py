@@ -14,6 +14,7 @@ from bench import quality as bench_quality
 from bench.harness import MachineBusy, Running, cpu_between, cpu_seconds, memory_mb, stack
 from bench.ideal import best_possible
 from bench.routing import RoutingScale
+from bench.scale import million_jobs
 
 Figures = dict[str, Any]
 
@@ -32,6 +33,8 @@ class Scale:
     gate_jobs: int = 500
     ingest_rows: int = 100_000
     memory_jobs: int = 5000
+    #: Finished jobs bulk-loaded for ``million_jobs``, against an empty database.
+    history_jobs: int = 1_000_000
     routing: RoutingScale = field(default_factory=RoutingScale)
 
     @classmethod
@@ -47,6 +50,7 @@ class Scale:
             gate_jobs=40,
             ingest_rows=5000,
             memory_jobs=300,
+            history_jobs=20_000,
             routing=RoutingScale.quick(),
         )
 
@@ -255,4 +259,5 @@ SCENARIOS: dict[str, Callable[[Path, Scale], Figures]] = {
     "fill_providers": lambda home, scale: routing.fill_providers(home, scale.routing),
     "learn_limit": lambda home, scale: routing.learn_limit(home, scale.routing),
     "prefer_faster": lambda home, scale: routing.prefer_faster(home, scale.routing),
+    "million_jobs": lambda home, scale: million_jobs(home, scale.history_jobs),
 }

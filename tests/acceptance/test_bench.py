@@ -10,9 +10,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import scale as million
 from bench.scenarios import SCENARIOS, Scale
 
 pytestmark = pytest.mark.acceptance
@@ -76,3 +78,52 @@ def test_the_quick_benchmark_runs_every_scenario_and_writes_its_figures(
     for run_ in ("latency_aware", "plain_spread"):
         assert pair[run_]["succeeded"] == pair["jobs"] == routing.pair_jobs
     assert pair["aware_over_plain"] > 0
+    _check_million_jobs(figures["million_jobs"], quick.history_jobs)
+
+
+def _check_million_jobs(scale: dict[str, Any], history_jobs: int) -> None:
+    """The large-history scenario's figures: counts, ratios, sizes and the prune."""
+    empty, loaded = scale["empty"], scale["loaded"]
+    assert scale["history_jobs"] == history_jobs
+    assert empty["jobs_loaded"] == million.WORKING_ROWS
+    assert loaded["jobs_loaded"] == history_jobs + million.WORKING_ROWS
+    assert loaded["rows_loaded"]["jobs"] == loaded["jobs_loaded"]
+    assert loaded["rows_loaded"]["job_events"] > 4 * loaded["jobs_loaded"]
+    for side in (empty, loaded):
+        assert side["dispatch_round"]["claimed_per_round"] == million.SLOTS
+        assert side["dispatch_round"]["n"] == million.ROUNDS
+        assert side["create_job"]["n"] == million.CREATES
+        for walk in side["list_jobs"].values():
+            # Both databases answer with the same full pages.
+            assert walk["rows_per_walk"] == million.PAGES * million.PAGE_SIZE
+            assert walk["n"] == million.WALKS * million.PAGES
+        for name in ("batch_status", "get_job"):
+            assert side[name]["n"] == million.READS
+            assert 0 < side[name]["median_ms"] <= side[name]["p90_ms"]
+    ratios = scale["loaded_over_empty"]
+    assert set(ratios) == set(million.OPERATIONS)
+    assert all(ratio > 0 for ratio in ratios.values())
+    assert scale["worst_ratio"] == max(ratios.values())
+    size = loaded["size"]
+    assert size["finished_jobs"] == loaded["jobs_loaded"]
+    assert size["bytes"] == sum(t["bytes"] for t in size["tables"].values())
+    assert size["bytes_per_finished_job"] > 0
+    assert all(t["bytes"] == t["table_bytes"] + t["index_bytes"] for t in size["tables"].values())
+    back = loaded["read_back"]
+    assert back["mismatched"] == [] and back["jobs_read"] >= 6
+    assert {"succeeded x1", "failed x1", "canceled x0"} <= set(back["kinds"])
+    assert back["batch_counted"] == back["batch_rows"] > 0 and back["batch_state"] == "completed"
+    prune = loaded["prune"]
+    preview, deleted = prune["preview"], prune["deleted"]
+    # It deleted what it said it would, table by table, and only the history's oldest.
+    assert prune["reported_jobs"] == preview["jobs"] == deleted["jobs"] > 0
+    assert prune["reported_batches"] == preview["batches"] == deleted["batches"] > 0
+    assert (deleted["attempts"], deleted["job_outputs"], deleted["job_events"]) == (
+        preview["attempts"],
+        preview["outputs"],
+        preview["events"],
+    )
+    assert deleted["callbacks"] >= preview["callbacks"]  # and the batches' own callbacks
+    assert deleted["jobs"] < history_jobs
+    assert prune["rows_deleted"] == sum(deleted.values())
+    assert prune["rows_per_second"] > 0 and prune["jobs_per_second"] > 0
