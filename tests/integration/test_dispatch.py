@@ -25,7 +25,7 @@ from worker.pipeline import scheduler
 from worker.pipeline.steps import Pipeline
 from worker.pipeline.wakeups import ListeningWakeups
 from worker.repository import Repository
-from worker.repository.base import CHANNEL
+from worker.repository.sql import CHANNEL
 from worker.usecases.batch_ingest import BatchOptions
 from worker.values.breaker import BreakerPolicy, BreakerState, Health
 from worker.values.records import JobFilter, NewJob

@@ -26,7 +26,7 @@ from typing import Protocol
 import psycopg
 from sqlalchemy.engine import make_url
 
-from worker.repository.base import CHANNEL
+from worker.repository.sql import CHANNEL
 
 log = logging.getLogger("editq.scheduler")
 

@@ -3,9 +3,10 @@
 :class:`Repository` is the one object use cases talk to. Its parts: ``reads.py`` (queries
 that change nothing), ``scheduling.py`` (inserts, leases, polls), ``dispatch.py`` (a
 dispatch round), ``transitions.py`` (one method per move of the lifecycle), ``ops.py``
-(cancel and retry), ``callbacks.py`` (the producer-callback outbox), ``batches.py`` and
-``budgets.py``, ``provider_health.py`` (breakers and rate buckets), ``retention.py``
-(pruning) and ``leadership.py`` (the scheduler lease), over the machinery of ``base.py``.
+(cancel and retry, one job or every one matching), ``callbacks.py`` (the producer-callback
+outbox), ``batches.py`` and ``budgets.py``, ``provider_health.py`` (breakers and rate
+buckets), ``retention.py`` (pruning) and ``leadership.py`` (the scheduler lease), over the
+machinery of ``base.py`` and the transition statements of ``sql.py``.
 """
 
 from __future__ import annotations

@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.state import (
     ACTIVE_STATES,
-    IN_FLIGHT_STATES,
-    TRANSITIONS,
     BatchState,
     JobState,
-    Transition,
 )
-from models.tables import Attempt, Batch, BatchReject, Job, JobEvent
-from worker.faults import CANCELED, canceled_message
-from worker.repository.base import NOW, OPEN_OUTCOMES, seconds_from_now
+from models.tables import Batch, BatchReject, Job
+from worker.repository.base import seconds_from_now
 from worker.repository.ops import OpsMoves
-from worker.repository.reads import filter_clauses, job_from_row, job_query
+from worker.repository.reads import job_from_row, job_query
+from worker.repository.sql import NOW
 from worker.values.batch_file import Reject
-from worker.values.observations import JobFinished
 from worker.values.records import (
     BatchProgress,
     BatchRecord,
-    JobFilter,
     JobRecord,
     NewBatch,
     OutputRecord,
@@ -157,85 +150,6 @@ class BatchRows(OpsMoves):
         if marked is None:
             return None
         return self.cancel_jobs((Job.batch_id == batch_id,), reason)
-
-    def cancel_matching(
-        self, where: JobFilter, reason: str | None
-    ) -> list[tuple[uuid.UUID, int, JobState]]:
-        """Cancel every unfinished job matching an ops filter (see :meth:`cancel_jobs`)."""
-        return self.cancel_jobs(filter_clauses(where), reason)
-
-    def cancel_jobs(
-        self,
-        where: Sequence[Any],
-        reason: str | None,
-        error: tuple[str, str] | None = None,
-    ) -> list[tuple[uuid.UUID, int, JobState]]:
-        """Cancel every unfinished job matching ``where`` in one statement, with its event.
-
-        Each job's error says it was canceled (``error`` gives another code and message, as
-        a stop at the budget does), and its open attempt is closed as ``canceled``.
-        """
-        move = TRANSITIONS[Transition.CANCEL]
-        before = (
-            select(Job.id, Job.state)
-            .where(Job.state.in_(move.sources), *where)
-            .with_for_update()
-            .cte("before")
-        )
-        values: dict[str, Any] = {
-            "state": move.target,
-            "lease_expires_at": None,
-            "lease_token": None,
-            "next_poll_at": None,
-            "completed_at": NOW,
-            "updated_at": NOW,
-        }
-        values["error_code"], values["error_message"] = error or (
-            CANCELED,
-            canceled_message(self.actor, reason),
-        )
-        returned = self.s.execute(
-            update(Job)
-            .where(Job.id == before.c.id)
-            .values(values)
-            .returning(Job.id, Job.attempt, before.c.state, Job.provider, Job.created_at)
-        ).all()
-        rows = [(job_id, attempt, state) for job_id, attempt, state, _, _ in returned]
-        now = datetime.now(UTC)
-        self.observed += [
-            JobFinished(
-                provider, move.target.value, values["error_code"], (now - at).total_seconds()
-            )
-            for _, _, _, provider, at in returned
-        ]
-        if rows:
-            self.s.execute(
-                insert(JobEvent),
-                [
-                    {
-                        "job_id": job_id,
-                        "transition": Transition.CANCEL.value,
-                        "state": move.target,
-                        "attempt": attempt,
-                        "actor": self.actor,
-                        "reason": reason,
-                        "data": {"bulk": True},
-                    }
-                    for job_id, attempt, _ in rows
-                ],
-            )
-            self.run(
-                update(Attempt)
-                .where(
-                    tuple_(Attempt.job_id, Attempt.number).in_([(j, n) for j, n, _ in rows]),
-                    Attempt.outcome.in_(OPEN_OUTCOMES),
-                )
-                .values(outcome="canceled", finished_at=NOW)
-            )
-            self.notify_jobs([job_id for job_id, _, _ in rows])
-            if any(state in IN_FLIGHT_STATES for _, _, state in rows):
-                self.wake_dispatch()
-        return [(job_id, attempt, state) for job_id, attempt, state in rows]
 
     # -- finishing ------------------------------------------------------------------------
 

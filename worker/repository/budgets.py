@@ -11,8 +11,9 @@ from sqlalchemy import Select, func, select, update
 from models.state import BatchState, JobState
 from models.tables import Batch, Job
 from worker.faults import BUDGET_EXHAUSTED
-from worker.repository.base import NOW, STEP_IMAGES
+from worker.repository.base import STEP_IMAGES
 from worker.repository.batches import BatchRows
+from worker.repository.sql import NOW
 from worker.values.observations import BudgetStopped
 from worker.values.pricing import list_price
 from worker.values.records import BudgetUse

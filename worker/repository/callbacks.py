@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.tables import Callback, CallbackAttempt, Job, JobOutput
-from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.base import SessionBound, seconds_from_now
 from worker.repository.reads import job_from_row, job_query, output_record
+from worker.repository.sql import NOW
 from worker.values.callback_events import (
     BATCH_COMPLETED,
     JOB_EVENTS,

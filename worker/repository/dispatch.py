@@ -27,7 +27,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, array, insert
 
 from models.state import TRANSITIONS, BatchState, JobState, Transition
 from models.tables import Attempt, Batch, Job, JobEvent
-from worker.repository.base import NOW, STEP_IMAGES, SessionBound, seconds_from_now
+from worker.repository.base import STEP_IMAGES, SessionBound, seconds_from_now
+from worker.repository.sql import NOW
 from worker.values.ids import new_id
 from worker.values.observations import Wait, Waited
 from worker.values.records import Candidate, Claimed

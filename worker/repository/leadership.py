@@ -11,7 +11,8 @@ from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.tables import Scheduler, SchedulerLease
-from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.base import SessionBound, seconds_from_now
+from worker.repository.sql import NOW
 from worker.values.schedulers import Schedulers, SchedulerSeen
 
 #: The one lease's name.

@@ -8,7 +8,8 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from models.tables import Attempt, ProviderHealth
-from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.base import SessionBound, seconds_from_now
+from worker.repository.sql import NOW
 from worker.values.breaker import BreakerState, Health
 from worker.values.routing import CapacityPolicy, grown
 

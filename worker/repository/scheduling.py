@@ -19,7 +19,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from models.state import JobState, Transition
 from models.tables import Attempt, Job, JobEvent
-from worker.repository.base import NOW, SessionBound, seconds_from_now
+from worker.repository.base import SessionBound, seconds_from_now
+from worker.repository.sql import NOW
 from worker.values.records import AttemptRecord, NewJob
 
 #: The states in which a job holds a lease.

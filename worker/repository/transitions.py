@@ -13,9 +13,10 @@ from sqlalchemy.dialects.postgresql import insert
 from models.state import Transition
 from models.tables import JobOutput
 from worker.faults import ErrorKind, Fault
-from worker.repository.base import NOW, FromNow, Plus, finished_attempt
+from worker.repository.base import finished_attempt
 from worker.repository.callbacks import CallbackRows
 from worker.repository.reads import Reads
+from worker.repository.sql import NOW, FromNow, Plus
 from worker.values import chain
 from worker.values.callback_events import STEP_SUCCEEDED
 from worker.values.observations import AttemptEnded, Spent, Wait, Waited
