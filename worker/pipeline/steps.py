@@ -7,13 +7,11 @@ duplicated, late or lost message can neither lose nor double a job.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from models.state import JobState
 from worker.database import Database, TaskQueue, publish
@@ -22,6 +20,7 @@ from worker.faults import PROVIDER_TIMEOUT, STEP_SOURCE_MISSING, ErrorKind, Faul
 from worker.fetch import Fetcher
 from worker.logs import bind_job
 from worker.pipeline import dispatch as routing
+from worker.pipeline.failures import Failures
 from worker.pipeline.finalize import Finalizer
 from worker.pipeline.leases import LeaseKeeper
 from worker.pipeline.outputs import OutputCopier, result_json, upload_key
@@ -41,8 +40,8 @@ from worker.storage.base import Storage
 from worker.usecases import callbacks
 from worker.values import chain
 from worker.values.canonical import EditInput
-from worker.values.records import AttemptRecord, JobRecord, OutputRecord, Rejection
-from worker.values.retry import Verdict, decide, poll_interval
+from worker.values.records import AttemptRecord, JobRecord, OutputRecord
+from worker.values.retry import poll_interval
 
 log = logging.getLogger("editq.pipeline")
 
@@ -73,7 +72,7 @@ class Pipeline:
         self._queue = queue
         self._policy = policy
         self._leases = leases
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._failures = Failures(db, policy, rng)
         self._latency = routing.LatencyEstimates()
         self._finalizer = Finalizer(
             db,
@@ -84,7 +83,7 @@ class Pipeline:
             ),
             policy,
             leases,
-            self._after_failure,
+            self._failures.after,
         )
 
     # -- dispatch -------------------------------------------------------------------------
@@ -120,7 +119,7 @@ class Pipeline:
             if not repo.start_sending(attempt.id):
                 return "duplicate"
         if job.step > 1 and source is None:
-            return self._after_failure(job, attempt, _source_missing(job))
+            return self._failures.after(job, attempt, _source_missing(job))
         return self._call(job, attempt, source)
 
     def _call(self, job: JobRecord, attempt: AttemptRecord, source: OutputRecord | None) -> str:
@@ -145,7 +144,7 @@ class Pipeline:
                 # The provider is full: its learned limit comes down at once.
                 with self._db.transaction() as repo:
                     routing.record_rate_limit(repo, attempt.provider, self._policy.limits.learning)
-            return self._after_failure(job, attempt, exc.fault)
+            return self._failures.after(job, attempt, exc.fault)
         first_poll = self._policy.webhook_grace_seconds if webhook else self._policy.poll_seconds
         limits = self._policy.limits
         with self._db.transaction() as repo:
@@ -201,7 +200,7 @@ class Pipeline:
             outcome = provider.status(_ref(attempt))
         except ProviderCallError as exc:
             if exc.fault.kind is ErrorKind.TERMINAL:
-                return self._after_failure(job, attempt, exc.fault)
+                return self._failures.after(job, attempt, exc.fault)
             # The next tick asks again; a flaky status endpoint is not the job's failure,
             # but it is the provider's.
             if routing.counts_against(exc.fault):
@@ -252,7 +251,7 @@ class Pipeline:
         poll_age: float = 0.0,
     ) -> str:
         if isinstance(outcome, Failed):
-            return self._after_failure(job, attempt, outcome.fault)
+            return self._failures.after(job, attempt, outcome.fault)
         if isinstance(outcome, Completed):
             result = result_json(outcome, upload_key(job.id, job.step, chain.job_edit(job)))
             with self._db.transaction() as repo:
@@ -269,52 +268,6 @@ class Pipeline:
         with self._db.transaction() as repo:
             repo.schedule_poll(job.id, attempt.number, wait)
         return "pending"
-
-    def _after_failure(
-        self,
-        job: JobRecord,
-        attempt: AttemptRecord,
-        fault: Fault,
-        details: Mapping[str, Any] | None = None,
-        rejection: Rejection | None = None,
-    ) -> str:
-        """Requeue or fail the job after a failed attempt; ``details`` go into its event.
-
-        ``rejection`` is set when the attempt's outputs failed the quality gate.
-        """
-        decision = decide(
-            fault, job.failed_attempts, job.max_attempts, self._policy.retry, self._rng
-        )
-        if rejection is not None:
-            # The provider answered; only its output was refused. Nothing to wait out.
-            decision = dataclasses.replace(decision, delay_seconds=0.0)
-        with self._db.transaction() as repo:
-            if routing.counts_against(fault):
-                routing.record_failure(repo, attempt.provider, self._policy.limits.breaker)
-            if decision.verdict is Verdict.FAIL:
-                moved = repo.fail(attempt, fault, details, rejection)
-            else:
-                moved = repo.requeue(
-                    attempt,
-                    fault,
-                    decision.delay_seconds,
-                    counts=decision.counts,
-                    next_provider=routing.next_provider(job, attempt.provider, fault),
-                    details=details,
-                    rejection=rejection,
-                )
-        if not moved:
-            return "stale"
-        if decision.verdict is Verdict.FAIL:
-            log.warning("failed for good (%s): %s", fault.code, fault.message)
-        else:
-            log.info(
-                "attempt failed (%s), retried in %.1f s: %s",
-                fault.code,
-                decision.delay_seconds,
-                fault.message,
-            )
-        return decision.verdict.value
 
     # -- finalize -------------------------------------------------------------------------
 
