@@ -9,7 +9,8 @@ import pytest
 
 from worker.errors import BatchFileInvalid, BatchFormatUnknown
 from worker.values import chain
-from worker.values.batch_file import STEP_PROMPTS, Reject, Row, format_of, read_rows
+from worker.values.batch_file import Reject, Row, format_of, read_rows
+from worker.values.batch_steps import STEP_PROMPTS
 from worker.values.chain import MAX_STEPS
 
 URL = "https://images.example.com/a.jpg"

@@ -29,17 +29,18 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from worker.errors import BatchFileInvalid, BatchFormatUnknown
 from worker.values import chain
+from worker.values.batch_steps import STEP_PROMPTS, csv_steps, first_problem, jsonl_steps
 from worker.values.canonical import EditInput, ModelName, ProviderOrder
-from worker.values.chain import MAX_STEPS, StepIn
+from worker.values.chain import StepIn
 from worker.values.quality_policy import OnFailure
 from worker.values.routing import Routing
 from worker.values.storable import StorableText
@@ -56,8 +57,6 @@ ROW_OPTIONS = (
     "quality_on_failure",
     "routing",
 )
-#: The CSV columns giving the prompts of a chain's later steps: steps 2, 3, ... in order.
-STEP_PROMPTS = tuple(f"prompt_{n}" for n in range(2, MAX_STEPS + 1))
 #: Every column a CSV row may have (a JSONL row has the same keys, ``steps`` in place of
 #: the ``prompt_{n}`` ones).
 COLUMNS = frozenset((*ROW_OPTIONS, *EditInput.model_fields, *STEP_PROMPTS))
@@ -145,96 +144,15 @@ def check_row(line: int, values: dict[str, Any], fmt: BatchFormat = "jsonl") -> 
     try:
         row = Row(line, RowOptions.model_validate(options), EditInput.model_validate(request))
     except ValidationError as exc:
-        found = _problem(exc, lambda loc: ".".join(str(p) for p in loc) or "row")
+        found = first_problem(exc, lambda loc: ".".join(str(p) for p in loc) or "row")
         return Reject(line, named, found.field, found.rule, found.message)
-    steps: tuple[StepIn, ...] | chain.Problem
     if fmt == "csv":
-        given = {k: v for k, v in values.items() if k in STEP_PROMPTS}
-        later = [{"prompt": given[c]} for c in STEP_PROMPTS if c in given]
-        steps = _step_gap(given) or _chain(row.input, later, _csv_step_field)
+        steps = csv_steps(row.input, values)
     else:
-        steps = _chain(row.input, values.get("steps"), _jsonl_step_field)
+        steps = jsonl_steps(row.input, values.get("steps"))
     if isinstance(steps, chain.Problem):
         return Reject(line, named, steps.field, steps.rule, steps.message)
     return Row(line, row.options, row.input, steps)
-
-
-_STEPS: TypeAdapter[list[StepIn]] = TypeAdapter(list[StepIn])
-
-#: Where a pydantic error is, as a field name.
-_Locate = Callable[[tuple[int | str, ...]], str]
-
-
-def _chain(
-    first: EditInput, later: object, step_field: _Locate
-) -> tuple[StepIn, ...] | chain.Problem:
-    """The later steps of a chain whose step 1 is ``first``, or the first rule they break.
-
-    ``later`` is the steps as the row wrote them (``None`` or ``[]``: none); ``step_field``
-    names a place in them.
-    """
-    if later is None or later == []:
-        return ()
-    try:
-        steps = tuple(_STEPS.validate_python(later))
-    except ValidationError as exc:
-        return _problem(exc, step_field)
-    planned: list[chain.PlannedStep] = []
-    before = first
-    for i, step in enumerate(steps):
-        # Planned one at a time, each against the step before (just as chain.plan does), so
-        # that a step its carried-over parameters make invalid (an explicit null
-        # num_images, say) is named.
-        try:
-            [made] = chain.plan(before, [step])
-        except ValidationError as exc:
-            return _problem(exc, _within(i, step_field))
-        planned.append(made)
-        before = made.edit
-    found = chain.problems(first, planned)
-    return found[0] if found else steps
-
-
-def _problem(exc: ValidationError, locate: _Locate) -> chain.Problem:
-    """The first error of ``exc``, its field named by ``locate`` and its type the rule."""
-    first = exc.errors()[0]
-    field = locate(tuple(first["loc"]))
-    return chain.Problem(field, first["type"], f"{field}: {first['msg']}")
-
-
-def _within(i: int, step_field: _Locate) -> _Locate:
-    """``step_field`` for places within step ``i`` (0 is step 2)."""
-    return lambda loc: step_field((i, *loc))
-
-
-def _jsonl_step_field(loc: tuple[int | str, ...]) -> str:
-    """A place in a JSONL row's ``steps``: ``steps``, ``steps.1``, ``steps.1.num_images``."""
-    return ".".join(("steps", *(str(p) for p in loc)))
-
-
-def _csv_step_field(loc: tuple[int | str, ...]) -> str:
-    """A place in a CSV row's later steps: the ``prompt_{n}`` column of the step (a CSV
-    step has nothing but its prompt)."""
-    if loc and isinstance(loc[0], int):
-        return STEP_PROMPTS[loc[0]]
-    return "row"
-
-
-def _step_gap(given: dict[str, str]) -> chain.Problem | None:
-    """The first ``prompt_{n}`` column filled while the step before it has no prompt."""
-    expected = 2
-    for n, column in enumerate(STEP_PROMPTS, start=2):
-        if column not in given:
-            continue
-        if n != expected:
-            return chain.Problem(
-                column,
-                "step_gap",
-                f"{column} is given but step {expected} has no prompt (prompt_{expected} "
-                "is empty); the prompts of later steps must be consecutive",
-            )
-        expected = n + 1
-    return None
 
 
 def _csv_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
