@@ -111,7 +111,7 @@ class BatchIngest:
     ) -> NewJob | Reject:
         model = row.options.model or options.model
         url = row.options.callback_url
-        refused = self._refused(url, url, self._jobs.check_callback_url, refusals)
+        refused = self._refused(url, url, self._jobs.intake.check_callback_url, refusals)
         if refused is not None:
             return Reject(
                 row.line, row.options.external_id, "callback_url", refused.code, refused.message
@@ -119,7 +119,7 @@ class BatchIngest:
         source = row.input.image_url
         # Addresses are a matter of the host: each host of the file is looked up once.
         host = urlsplit(source).netloc if not source.startswith("data:") else None
-        refused = self._refused(host, source, self._jobs.check_source, refusals)
+        refused = self._refused(host, source, self._jobs.intake.check_source, refusals)
         if refused is not None:
             return Reject(
                 row.line, row.options.external_id, "image_url", refused.code, refused.message
@@ -127,8 +127,8 @@ class BatchIngest:
         try:
             providers = row.options.providers or options.providers
             routing = row.options.routing or options.routing or self._jobs.default_routing
-            eligible, excluded = self._jobs.route(model, row.input, providers, routing)
-            steps = self._jobs.plan_steps(model, row.input, providers, row.steps, routing)
+            eligible, excluded = self._jobs.intake.route(model, row.input, providers, routing)
+            steps = self._jobs.intake.plan_steps(model, row.input, providers, row.steps, routing)
         except (NoProviderCanRun, ChainInvalid) as exc:
             first = exc.details["fields"][0]
             return Reject(

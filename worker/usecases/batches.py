@@ -77,7 +77,7 @@ class Batches(BatchResults):
         With an ``idempotency_key`` the same key, file and options give back the first
         batch, and the same key with another file or options raises an idempotency conflict.
         """
-        self._jobs.check_callback_url(options.callback_url)
+        self._jobs.intake.check_callback_url(options.callback_url)
         fingerprint = _fingerprint(source, fmt, options)
         if idempotency_key:
             earlier = self._earlier(idempotency_key, fingerprint)

@@ -8,30 +8,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from models.state import TRANSITIONS, JobState, Transition
 from worker.database import Database, TaskQueue, publish
 from worker.errors import (
-    ChainInvalid,
     IdempotencyConflict,
-    ImageUrlRefused,
     InvalidTransition,
     JobNotFound,
-    NoProviderCanRun,
     UnknownErrorCode,
 )
 from worker.faults import CATALOGUE
-from worker.providers.base import Provider, Unsupported
+from worker.providers.base import Provider
 from worker.repository import Repository
 from worker.usecases.callbacks import CallbackTargets
+from worker.usecases.intake import Intake
 from worker.usecases.job_request import JobRequest, SourceUrls
-from worker.values import chain
-from worker.values.canonical import EditInput
-from worker.values.chain import StepIn
 from worker.values.ids import new_id
 from worker.values.records import Cursor, JobDetail, JobFilter, JobRecord, NewJob, QueueFigures
-from worker.values.routing import DEFAULT_ROUTING, Routing, ordered
+from worker.values.routing import DEFAULT_ROUTING, Routing
 
 #: The states an ops retry takes a job from.
 RETRYABLE_STATES = tuple(sorted(TRANSITIONS[Transition.RETRY].sources))
@@ -71,13 +65,9 @@ class Jobs:
     ) -> None:
         self._db = db
         self._queue = queue
-        self._providers = providers
-        self._default_providers = tuple(default_providers)
         self._max_attempts = max_attempts
-        #: Checks a job's ``callback_url``; None accepts any (tests that send no callbacks).
-        self._callback_targets = callback_targets
-        #: Checks a job's source ``image_url``; None accepts any (tests of other rules).
-        self._sources = sources
+        #: Where a new job may run and what its URLs may point at (batches check theirs too).
+        self.intake = Intake(providers, default_providers, callback_targets, sources)
         #: How a job's providers share it when the job (or its batch) does not say.
         self.default_routing = default_routing
 
@@ -90,11 +80,13 @@ class Jobs:
         same key with another body raises :class:`IdempotencyConflict`.
         """
         fingerprint = request.fingerprint()
-        self.check_callback_url(request.callback_url)
-        self.check_source(request.input.image_url)
+        self.intake.check_callback_url(request.callback_url)
+        self.intake.check_source(request.input.image_url)
         chosen = request.routing or self.default_routing
-        eligible, excluded = self.route(request.model, request.input, request.providers, chosen)
-        steps = self.plan_steps(
+        eligible, excluded = self.intake.route(
+            request.model, request.input, request.providers, chosen
+        )
+        steps = self.intake.plan_steps(
             request.model, request.input, request.providers, request.steps, chosen
         )
         new = NewJob(
@@ -125,97 +117,6 @@ class Jobs:
         if not created and job.request_hash != fingerprint:
             raise IdempotencyConflict(key=idempotency_key)
         return job, created
-
-    def plan_steps(
-        self,
-        model: str,
-        first: EditInput,
-        providers: Sequence[str],
-        steps: Sequence[StepIn],
-        routing: Routing = DEFAULT_ROUTING,
-    ) -> list[dict[str, Any]]:
-        """A chain's later steps as the job row keeps them, each routed on its own.
-
-        Raises :class:`ChainInvalid` for a step that edits an output not made (or a chain
-        too long), :class:`NoProviderCanRun` for a step none of its providers can run.
-        """
-        planned = chain.plan(first, steps)
-        found = chain.problems(first, planned)
-        if found:
-            raise ChainInvalid(
-                f"{found[0].field}: {found[0].message}",
-                fields=[{"field": p.field, "rule": p.rule, "message": p.message} for p in found],
-            )
-        kept: list[dict[str, Any]] = []
-        asked = tuple(providers)
-        for i, step in enumerate(planned):
-            asked = step.providers or asked
-            eligible, _ = self.route(model, step.edit, asked, routing, field=f"steps.{i}")
-            kept.append(chain.stored(step, eligible))
-        return kept
-
-    def route(
-        self,
-        model: str,
-        edit: EditInput,
-        providers: Sequence[str],
-        routing: Routing = DEFAULT_ROUTING,
-        field: str = "input",
-    ) -> tuple[tuple[str, ...], dict[str, str]]:
-        """The providers that can run an edit, in the order ``routing`` prefers them, and
-        why the others cannot.
-
-        ``providers`` is the producer's list (empty: the default order); ``field`` names the
-        edit in errors (``input``, or ``steps.0`` for a chain's second step). Raises
-        :class:`NoProviderCanRun` when none can.
-        """
-        eligible: list[str] = []
-        excluded: dict[str, str] = {}
-        problems: list[dict[str, str]] = []
-        for name in providers or self._default_providers:
-            provider = self._providers.get(name)
-            if provider is None:
-                refused = [Unsupported("providers", f"{name} is not configured")]
-            else:
-                refused = provider.unsupported(model, edit)
-            if not refused:
-                eligible.append(name)
-                continue
-            excluded[name] = "; ".join(f"{u.field}: {u.reason}" for u in refused)
-            problems += [
-                {
-                    "field": u.field if u.field in {"model", "providers"} else f"{field}.{u.field}",
-                    "rule": "unsupported_by_provider",
-                    "message": f"{name}: {u.reason}",
-                }
-                for u in refused
-            ]
-        if not eligible:
-            first = problems[0]
-            raise NoProviderCanRun(f"{first['field']}: {first['message']}", fields=problems)
-        return ordered(routing, eligible, model), excluded
-
-    def check_callback_url(self, url: str | None) -> None:
-        """Raise unless callbacks to ``url`` can be signed and sent (batches check theirs too).
-
-        :class:`CallbacksNotConfigured` when this server has no callback secret,
-        :class:`CallbackUrlRefused` when the URL points at a non-public address.
-        """
-        if self._callback_targets is not None:
-            self._callback_targets.check(url)
-
-    def check_source(self, url: str, field: str = "input.image_url") -> None:
-        """Raise :class:`ImageUrlRefused` when ``url`` points at a non-public address.
-
-        The worker would refuse to fetch it anyway (as would every provider that cannot
-        reach it); refusing it here costs the producer nothing and names the field.
-        """
-        refusal = self._sources.refusal(url) if self._sources else None
-        if refusal is not None:
-            raise ImageUrlRefused(
-                f"{field}: {refusal}",
-                fields=[{"field": field, "rule": ImageUrlRefused.code, "message": refusal}],
-            )
 
     def get(self, job_id: uuid.UUID) -> JobDetail:
         """A job with its attempts, outputs and history."""
