@@ -109,14 +109,12 @@ def test_a_batch_pages_through_its_index_from_where_the_cursor_left_off(
     # A batch's rows share their creation time, so only the id tells pages apart: the
     # cursor must start the next page inside the batch index, not filter every row before.
     batch_id = str(submit(container, catalog(11)))
-    pages: list[str] = []
+    pages: list[tuple[str, Any]] = []  # each list query's SQL and parameters
 
     def record(conn: object, cursor: object, statement: str, params: Any, *_: object) -> None:
         if "FROM jobs" in statement and "ORDER BY" in statement:
-            pages.append(statement)
-            captured.append(params)
+            pages.append((statement, params))
 
-    captured: list[Any] = []
     seen: list[dict[str, Any]] = []
     cursor = None
     event.listen(container.engine, "before_cursor_execute", record)
@@ -140,7 +138,7 @@ def test_a_batch_pages_through_its_index_from_where_the_cursor_left_off(
         conn.exec_driver_sql("SET enable_seqscan = off")
         conn.exec_driver_sql("SET enable_bitmapscan = off")
         plan = "\n".join(
-            row[0] for row in conn.exec_driver_sql("EXPLAIN " + pages[-1], captured[-1])
+            row[0] for row in conn.exec_driver_sql("EXPLAIN " + pages[-1][0], pages[-1][1])
         )
     starts = [line for line in plan.splitlines() if "Index Cond" in line]
     assert any("ROW(created_at, id) <" in line for line in starts), plan
